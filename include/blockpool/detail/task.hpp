@@ -1,0 +1,363 @@
+// blockpool/detail/task.hpp: the task block shared by a pool and a JoinHandle.
+//
+// Not a public header: included by join_handle.hpp and pool.hpp.
+//
+// One heap block per spawn holds everything about a task: the callable (stored
+// inline whatever its size, moved in once), the result slot, the handle's
+// completion state and the queue link. The only other allocation a spawn can
+// make is the shared state of a std::stop_source, and only for callables that
+// accept a std::stop_token.
+//
+// Life cycle (TaskBase::state_, low byte):
+//
+//   kQueued --(worker pops, under the pool lock)--> kRunning --> kCompleted | kFailed
+//      |
+//      +--(abort(), no lock)--> kAborting --> kCancelled
+//      +--(shutdown, under the pool lock)-------> kCancelled
+//      +--(no thread could be created)------------> kFailed (spawn failure)
+//
+// Exactly one party moves a task out of kQueued (a compare-and-swap), and that
+// party is the only one to end it: so every task ends exactly once. kAborting
+// is a short transient state: the aborting thread is updating the pool's
+// counters. Whoever unlinks such a task from the queue waits for it to become
+// kCancelled before letting the pool go, so an aborting thread never touches a
+// pool that is being destroyed (see Core::reap_tombstone).
+//
+// Reference counting: a block starts with two references, the JoinHandle's and
+// the pool's (queue, then running worker). The last release destroys it.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <exception>
+#include <functional>
+#include <new>
+#include <stop_token>
+#include <system_error>
+#include <type_traits>
+#include <utility>
+
+#include "blockpool/join_error.hpp"
+
+namespace blockpool::detail {
+
+class Core;
+
+enum TaskState : std::uint32_t {
+  kQueued = 0,
+  kRunning = 1,
+  kAborting = 2,
+  kCompleted = 3,
+  kFailed = 4,
+  kCancelled = 5,
+};
+inline constexpr std::uint32_t kStateMask = 0xff;
+// Set by a thread that sleeps in wait(): the finisher must wake the futex.
+inline constexpr std::uint32_t kWaiterBit = 0x100;
+
+inline constexpr bool is_final(std::uint32_t s) noexcept { return (s & kStateMask) >= kCompleted; }
+
+// A one-shot callback run when the task ends, on the thread that ends it (a
+// pool thread, or a thread calling abort() or shutdown). It must not block for
+// long; coroutine and Asio adapters use it to post a resumption.
+struct Continuation {
+  void (*fn)(Continuation* self) noexcept = nullptr;
+};
+
+struct JoinErrorInfo {
+  JoinError::Kind kind = JoinError::Kind::kCancelled;
+  JoinError::Reason reason = JoinError::Reason::kAborted;
+  std::error_code code;
+  [[nodiscard]] JoinError make() const { return JoinError(kind, reason, code); }
+};
+
+class TaskBase {
+ public:
+  struct Ops {
+    // Runs the callable once and stores its value or exception; destroys the
+    // callable. Returns kCompleted or kFailed. Never throws.
+    std::uint32_t (*run)(TaskBase* self) noexcept;
+    // Destroys the callable without running it and stores `error`.
+    void (*drop)(TaskBase* self, const JoinErrorInfo& error) noexcept;
+    // Destroys the whole block (result included).
+    void (*destroy)(TaskBase* self) noexcept;
+  };
+
+  TaskBase(const Ops* ops, bool mandatory, std::stop_source* stop) noexcept
+      : ops_(ops), stop_(stop), mandatory_(mandatory) {}
+  TaskBase(const TaskBase&) = delete;
+  TaskBase& operator=(const TaskBase&) = delete;
+
+  void add_ref() noexcept {
+    // Relaxed: a new reference is made from an existing one, which already
+    // orders everything the new holder may read.
+    refs_.fetch_add(1, std::memory_order_relaxed);
+  }
+  void release() noexcept {
+    // acq_rel: the releaser's writes (result consumed, callable destroyed)
+    // happen before destroy() on whichever thread drops the last reference.
+    if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) ops_->destroy(this);
+  }
+
+  [[nodiscard]] std::uint32_t state() const noexcept {
+    // Acquire pairs with the release in finish(): seeing a final state makes
+    // the stored result visible.
+    return state_.load(std::memory_order_acquire) & kStateMask;
+  }
+  [[nodiscard]] bool is_done() const noexcept { return is_final(state()); }
+  [[nodiscard]] bool mandatory() const noexcept { return mandatory_; }
+  [[nodiscard]] bool stoppable() const noexcept { return stop_ != nullptr; }
+
+  // Moves kQueued -> `to`, keeping the waiter bit. Returns false if the task
+  // has already left kQueued.
+  bool claim_from_queued(std::uint32_t to) noexcept {
+    std::uint32_t s = state_.load(std::memory_order_relaxed);
+    while ((s & kStateMask) == kQueued) {
+      // acq_rel: acquire so the claimer sees the spawner's writes to the
+      // callable (published by the queue lock or by the handle); release so
+      // kAborting/kRunning is seen with them.
+      if (state_.compare_exchange_weak(s, (s & ~kStateMask) | to, std::memory_order_acq_rel,
+                                       std::memory_order_relaxed))
+        return true;
+    }
+    return false;
+  }
+
+  // Ends the task: publishes `final_state` (the result must already be
+  // stored), wakes sleeping waiters, then runs the continuation if one is set.
+  void finish(std::uint32_t final_state) noexcept;
+
+  // Runs `c` when the task ends. Returns false (and does not keep `c`) if the
+  // task has already ended. At most one continuation per task.
+  bool set_continuation(Continuation* c) noexcept {
+    Continuation* expected = nullptr;
+    // Release publishes *c to the finisher; acquire on failure pairs with the
+    // finisher's exchange so the caller then sees the result.
+    return cont_.compare_exchange_strong(expected, c, std::memory_order_acq_rel,
+                                         std::memory_order_acquire);
+  }
+
+  void request_stop() noexcept {
+    if (stop_ != nullptr) stop_->request_stop();
+  }
+
+  // Blocking waits (futex based). wait_until_ns takes an absolute
+  // steady_clock time in nanoseconds; returns true if the task ended.
+  void wait() noexcept;
+  bool wait_until_ns(std::int64_t steady_deadline_ns) noexcept;
+
+  // Cancels a task that has not started. Returns true if the task will never
+  // run (it was queued, or was already cancelled); false if it is running or
+  // ended (a running task's stop token is triggered).
+  bool abort() noexcept;
+
+  // ---- Fields used by the pool (src/core.cpp) ----
+  TaskBase* next_ = nullptr;  // queue link; guarded by the owning Core's mutex
+  Core* core_ = nullptr;      // set at spawn; valid while the task is queued or running
+
+  const Ops* ops_;
+
+ private:
+  std::atomic<std::uint32_t> refs_{2};
+  std::atomic<std::uint32_t> state_{kQueued};
+  std::atomic<Continuation*> cont_{nullptr};
+  std::stop_source* stop_;  // points into the derived block; null if not stoppable
+  bool mandatory_;
+};
+
+// Where a finished task's outcome lives. T may be void or a move-only type.
+template <class T>
+class ResultSlot {
+ public:
+  ResultSlot() noexcept {}
+  ~ResultSlot() { reset(); }
+  ResultSlot(const ResultSlot&) = delete;
+  ResultSlot& operator=(const ResultSlot&) = delete;
+
+  template <class... A>
+  void set_value(A&&... a) {
+    ::new (static_cast<void*>(&value_)) T(std::forward<A>(a)...);
+    kind_ = kValue;
+  }
+  void set_exception(std::exception_ptr e) noexcept {
+    ::new (static_cast<void*>(&exc_)) std::exception_ptr(std::move(e));
+    kind_ = kException;
+  }
+  void set_error(const JoinErrorInfo& e) noexcept {
+    ::new (static_cast<void*>(&err_)) JoinErrorInfo(e);
+    kind_ = kError;
+  }
+
+  // Precondition: the task ended. Returns the value or throws.
+  T take() {
+    switch (kind_) {
+      case kValue:
+        return std::move(value_);
+      case kException:
+        std::rethrow_exception(exc_);
+      case kError:
+        throw err_.make();
+      default:
+        throw std::logic_error("blockpool: result taken twice");
+    }
+  }
+  [[nodiscard]] std::exception_ptr exception() const noexcept {
+    if (kind_ == kException) return exc_;
+    if (kind_ == kError) return std::make_exception_ptr(err_.make());
+    return nullptr;
+  }
+  [[nodiscard]] bool has_value() const noexcept { return kind_ == kValue; }
+
+ private:
+  void reset() noexcept {
+    switch (kind_) {
+      case kValue:
+        value_.~T();
+        break;
+      case kException:
+        exc_.~exception_ptr();
+        break;
+      case kError:
+        err_.~JoinErrorInfo();
+        break;
+      default:
+        break;
+    }
+    kind_ = kNone;
+  }
+  enum Kind : unsigned char { kNone, kValue, kException, kError };
+  Kind kind_ = kNone;
+  union {
+    T value_;
+    std::exception_ptr exc_;
+    JoinErrorInfo err_;
+  };
+};
+
+template <>
+class ResultSlot<void> {
+ public:
+  void set_value() noexcept { kind_ = kValue; }
+  void set_exception(std::exception_ptr e) noexcept {
+    exc_ = std::move(e);
+    kind_ = kException;
+  }
+  void set_error(const JoinErrorInfo& e) noexcept {
+    err_ = e;
+    kind_ = kError;
+  }
+  void take() {
+    switch (kind_) {
+      case kValue:
+        return;
+      case kException:
+        std::rethrow_exception(exc_);
+      case kError:
+        throw err_.make();
+      default:
+        throw std::logic_error("blockpool: result taken twice");
+    }
+  }
+  [[nodiscard]] std::exception_ptr exception() const noexcept {
+    if (kind_ == kException) return exc_;
+    if (kind_ == kError) return std::make_exception_ptr(err_.make());
+    return nullptr;
+  }
+  [[nodiscard]] bool has_value() const noexcept { return kind_ == kValue; }
+
+ private:
+  enum Kind : unsigned char { kNone, kValue, kException, kError };
+  Kind kind_ = kNone;
+  std::exception_ptr exc_;
+  JoinErrorInfo err_;
+};
+
+template <class F>
+inline constexpr bool kTakesStopToken = std::is_invocable_v<F&, std::stop_token>;
+
+template <class F>
+struct TaskResult {
+  using type = std::invoke_result_t<F&>;
+};
+template <class F>
+  requires kTakesStopToken<F>
+struct TaskResult<F> {
+  using type = std::invoke_result_t<F&, std::stop_token>;
+};
+template <class F>
+using task_result_t = typename TaskResult<std::decay_t<F>>::type;
+
+struct NoStop {};
+
+// The concrete block: TaskBase, then the callable, the stop state (only for
+// callables that take a std::stop_token) and the result slot.
+template <class F, class R>
+class TaskImpl final : public TaskBase {
+  static constexpr bool kStop = kTakesStopToken<F>;
+
+ public:
+  template <class G>
+  TaskImpl(G&& g, bool mandatory)
+      : TaskBase(&kOps, mandatory, stop_ptr()), fn_(std::forward<G>(g)) {}
+
+  ResultSlot<R>& result() noexcept { return result_; }
+
+ private:
+  std::stop_source* stop_ptr() noexcept {
+    if constexpr (kStop) {
+      return &stop_state_;
+    } else {
+      return nullptr;
+    }
+  }
+
+  static std::uint32_t run(TaskBase* b) noexcept {
+    auto* self = static_cast<TaskImpl*>(b);
+    std::uint32_t outcome = kCompleted;
+    try {
+      if constexpr (std::is_void_v<R>) {
+        self->invoke();
+        self->result_.set_value();
+      } else {
+        self->result_.set_value(self->invoke());
+      }
+    } catch (...) {
+      self->result_.set_exception(std::current_exception());
+      outcome = kFailed;
+    }
+    self->fn_.~F();
+    return outcome;
+  }
+  static void drop(TaskBase* b, const JoinErrorInfo& e) noexcept {
+    auto* self = static_cast<TaskImpl*>(b);
+    self->fn_.~F();
+    self->result_.set_error(e);
+  }
+  static void destroy(TaskBase* b) noexcept { delete static_cast<TaskImpl*>(b); }
+
+  decltype(auto) invoke() {
+    if constexpr (kStop) {
+      return std::invoke(fn_, stop_state_.get_token());
+    } else {
+      return std::invoke(fn_);
+    }
+  }
+
+  static constexpr Ops kOps{&TaskImpl::run, &TaskImpl::drop, &TaskImpl::destroy};
+
+  // Declared (so constructed) before the callable: if allocating the stop
+  // state throws, no callable has been constructed that would leak.
+  [[no_unique_address]] std::conditional_t<kStop, std::stop_source, NoStop> stop_state_;
+  ResultSlot<R> result_;
+  // The callable lives in a union so that run()/drop() can end its life as
+  // soon as it is no longer needed (captured resources are freed when the
+  // task ends, not when the last handle goes).
+  union {
+    F fn_;
+  };
+
+ public:
+  ~TaskImpl() {}  // fn_ was destroyed by run() or drop()
+};
+
+}  // namespace blockpool::detail

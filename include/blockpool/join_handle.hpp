@@ -1,0 +1,214 @@
+// blockpool/join_handle.hpp: the result of spawn_blocking.
+//
+// A JoinHandle<T> refers to one spawned task. It is move-only; a default
+// constructed or moved-from handle is empty (valid() == false), and calling
+// anything but valid(), operator bool and the destructor on an empty handle
+// throws std::logic_error.
+//
+// Thread-safety: one handle is used by one thread at a time (like any value).
+// The task it refers to runs on a pool thread; the handle's view of the task's
+// end is synchronised: once is_finished() returns true (or wait() returns),
+// the value or exception is visible to the caller.
+//
+// Lifetime: the destructor detaches. The task still runs (or stays cancelled);
+// its result is destroyed when the task ends. A handle may outlive its pool.
+//
+// Coroutines: `co_await std::move(handle)` (or `co_await handle`) suspends
+// until the task ends and yields what get() would. THE COROUTINE RESUMES ON
+// THE THREAD THAT ENDS THE TASK: normally one of the pool's blocking threads,
+// or the thread that calls abort() or shutdown(). Code after the co_await then
+// runs there. To come back to your own executor, await through the Asio layer
+// (<blockpool/asio.hpp>) or use handle.resume_via(scheduler) (see below), which
+// resumes the coroutine through a callable you provide instead.
+#pragma once
+
+#include <chrono>
+#include <coroutine>
+#include <cstdint>
+#include <functional>
+#include <stdexcept>
+#include <type_traits>
+#include <utility>
+
+#include "blockpool/detail/task.hpp"
+#include "blockpool/join_error.hpp"
+
+namespace blockpool {
+
+template <class T>
+class JoinHandle;
+
+namespace detail {
+struct HandleAccess;
+}  // namespace detail
+
+template <class T>
+class JoinHandle {
+ public:
+  using value_type = T;
+
+  JoinHandle() noexcept = default;
+  JoinHandle(JoinHandle&& other) noexcept
+      : task_(std::exchange(other.task_, nullptr)), slot_(std::exchange(other.slot_, nullptr)) {}
+  JoinHandle& operator=(JoinHandle&& other) noexcept {
+    if (this != &other) {
+      reset();
+      task_ = std::exchange(other.task_, nullptr);
+      slot_ = std::exchange(other.slot_, nullptr);
+    }
+    return *this;
+  }
+  JoinHandle(const JoinHandle&) = delete;
+  JoinHandle& operator=(const JoinHandle&) = delete;
+  ~JoinHandle() { reset(); }
+
+  [[nodiscard]] bool valid() const noexcept { return task_ != nullptr; }
+  explicit operator bool() const noexcept { return valid(); }
+
+  // Waits for the task to end, then returns its value, rethrows its own
+  // exception unchanged, or throws JoinError (cancelled or spawn failure).
+  // Consumes the handle: afterwards it is empty.
+  T get() {
+    check();
+    task_->wait();
+    JoinHandle self(std::move(*this));  // released when get() returns or throws
+    return self.slot_->take();
+  }
+
+  // Waits for the task to end without consuming the result.
+  void wait() const {
+    check();
+    task_->wait();
+  }
+
+  // Waits at most `d`; true if the task has ended.
+  template <class Rep, class Period>
+  bool wait_for(std::chrono::duration<Rep, Period> d) const {
+    return wait_until(std::chrono::steady_clock::now() + d);
+  }
+  template <class Duration>
+  bool wait_until(std::chrono::time_point<std::chrono::steady_clock, Duration> t) const {
+    check();
+    auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
+    return task_->wait_until_ns(static_cast<std::int64_t>(ns));
+  }
+
+  // True once the task has ended: completed, failed or cancelled.
+  [[nodiscard]] bool is_finished() const {
+    check();
+    return task_->is_done();
+  }
+
+  // If the task has not started: it never will; the handle ends at once as
+  // cancelled (get() throws JoinError, is_cancelled()), the task leaves the
+  // queue and its callable is destroyed on this thread. Returns true.
+  // If it is running: triggers its std::stop_token (when the callable takes
+  // one) and returns false. If it has ended: returns false, unless it had
+  // been cancelled, in which case true.
+  bool abort() {
+    check();
+    return task_->abort();
+  }
+
+  // After the task ended: its exception (including a JoinError) or null.
+  // For adapters that deliver `void(std::exception_ptr, T)`.
+  [[nodiscard]] std::exception_ptr exception() const {
+    check();
+    return task_->is_done() ? slot_->exception() : nullptr;
+  }
+
+  // ---- Coroutine support -------------------------------------------------
+
+  // Resumes the awaiting coroutine on the thread that ends the task.
+  class Awaiter : detail::Continuation {
+   public:
+    explicit Awaiter(JoinHandle& h) noexcept : handle_(h) {}
+    bool await_ready() const { return handle_.is_finished(); }
+    bool await_suspend(std::coroutine_handle<> co) {
+      coro_ = co;
+      fn = &Awaiter::resume;
+      // false: the task ended meanwhile; continue without suspending.
+      return handle_.task_->set_continuation(this);
+    }
+    T await_resume() { return handle_.get(); }
+
+   private:
+    static void resume(detail::Continuation* c) noexcept {
+      static_cast<Awaiter*>(c)->coro_.resume();
+    }
+    JoinHandle& handle_;
+    std::coroutine_handle<> coro_;
+  };
+
+  // Resumes the awaiting coroutine by calling `schedule(coroutine_handle)`
+  // on the thread that ends the task; `schedule` should hand the handle to an
+  // executor (post it to an event loop, a queue, ...), which then resumes it.
+  template <class Schedule>
+  class ViaAwaiter : detail::Continuation {
+   public:
+    ViaAwaiter(JoinHandle& h, Schedule s) : handle_(h), schedule_(std::move(s)) {}
+    bool await_ready() const { return false; }  // always resume through schedule_
+    void await_suspend(std::coroutine_handle<> co) {
+      coro_ = co;
+      fn = &ViaAwaiter::resume;
+      if (!handle_.task_->set_continuation(this)) schedule_(co);
+    }
+    T await_resume() { return handle_.get(); }
+
+   private:
+    static void resume(detail::Continuation* c) noexcept {
+      auto* self = static_cast<ViaAwaiter*>(c);
+      self->schedule_(self->coro_);
+    }
+    JoinHandle& handle_;
+    Schedule schedule_;
+    std::coroutine_handle<> coro_;
+  };
+
+  Awaiter operator co_await() & noexcept { return Awaiter(*this); }
+  Awaiter operator co_await() && noexcept { return Awaiter(*this); }
+
+  // `co_await handle.resume_via([&](std::coroutine_handle<> h){ loop.post(h); })`
+  // Requirements: schedule(h) must not throw and must eventually call
+  // h.resume() exactly once.
+  template <class Schedule>
+  ViaAwaiter<std::decay_t<Schedule>> resume_via(Schedule&& schedule) {
+    check();
+    return ViaAwaiter<std::decay_t<Schedule>>(*this, std::forward<Schedule>(schedule));
+  }
+
+  // ---- Adapter access (Asio layer, tests) --------------------------------
+  detail::TaskBase* task_for_adapter() const noexcept { return task_; }
+
+ private:
+  friend struct detail::HandleAccess;
+
+  JoinHandle(detail::TaskBase* task, detail::ResultSlot<T>* slot) noexcept
+      : task_(task), slot_(slot) {}
+
+  void check() const {
+    if (task_ == nullptr) throw std::logic_error("blockpool: empty JoinHandle");
+  }
+  void reset() noexcept {
+    if (task_ != nullptr) {
+      task_->release();
+      task_ = nullptr;
+      slot_ = nullptr;
+    }
+  }
+
+  detail::TaskBase* task_ = nullptr;
+  detail::ResultSlot<T>* slot_ = nullptr;
+};
+
+namespace detail {
+// Builds handles from task blocks (used by the pool; not for users).
+struct HandleAccess {
+  template <class T>
+  static JoinHandle<T> make(TaskBase* task, ResultSlot<T>* slot) noexcept {
+    return JoinHandle<T>(task, slot);
+  }
+};
+}  // namespace detail
+
+}  // namespace blockpool

@@ -1,0 +1,155 @@
+// blockpool/pool.hpp: the blocking pool and its spawner handle.
+//
+// A Pool runs blocking or CPU-heavy callables on a set of threads that grows
+// on demand up to max_threads and shrinks as threads stay idle for
+// keep_alive.
+//
+//   blockpool::Pool pool;                                  // no threads yet
+//   auto h = pool.spawn_blocking([] { return read_file("x"); });
+//   std::string s = h.get();                               // or co_await, or Asio
+//
+// Spawning
+//   * spawn_blocking(f) queues f and returns a JoinHandle<R> at once. It never
+//     blocks for load and never throws for load; it throws only what
+//     allocating the task throws (std::bad_alloc), and then nothing was
+//     spawned.
+//   * f may take a std::stop_token: it is triggered by JoinHandle::abort() on
+//     the running task and by shutdown (non-mandatory tasks only).
+//   * Tasks start in submission order (one FIFO queue for the pool). An idle
+//     thread is reused first, the most recently idle one. When every thread is
+//     busy and queued work stops making progress for a short grace period
+//     (about a quarter of a millisecond), the pool adds threads, quickly while
+//     the stall lasts, up to max_threads; at the cap tasks wait in the queue.
+//     Threads are created outside any lock, never by a spawn except the very
+//     first thread of an empty pool, and no spawn waits for a thread to start.
+//   * Memory: one heap allocation per spawn holds the callable (any size,
+//     stored inline), the result and the handle's state. A callable that
+//     takes a std::stop_token costs one more (the stop state).
+//
+// Shutdown (first call acts; the destructor calls shutdown() with no limit)
+//   * Queued non-mandatory tasks are cancelled at once; queued mandatory tasks
+//     still run; running tasks are not interrupted, but their stop tokens are
+//     triggered (non-mandatory ones); spawns after shutdown began are
+//     cancelled, mandatory or not.
+//   * shutdown(timeout) returns true as soon as every thread has exited and
+//     been joined, or false after `timeout`. Threads that outlive it exit when
+//     their task returns; a later shutdown() or the destructor waits for and
+//     joins them.
+//   * Called from one of the pool's own tasks, shutdown and the destructor do
+//     not wait for the calling thread (they would deadlock); that thread
+//     exits and is cleaned up when its task returns.
+//
+// Thread-safety: every member of Pool and Handle may be called from any thread
+// concurrently, except that moving or destroying a Pool must not race with
+// other calls on the same Pool object. Handle is a cheap copyable reference;
+// it stays safe to use after the Pool is gone (spawns are then cancelled).
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <new>
+#include <type_traits>
+#include <utility>
+
+#include "blockpool/builder.hpp"
+#include "blockpool/detail/task.hpp"
+#include "blockpool/join_handle.hpp"
+#include "blockpool/metrics.hpp"
+
+namespace blockpool {
+
+namespace detail {
+class Core;
+// Hands a freshly built task (two references) to the pool. Never throws.
+void submit(Core* core, TaskBase* task) noexcept;
+Metrics metrics(const Core* core) noexcept;
+
+template <class F>
+using spawn_result_t = task_result_t<F>;
+
+template <class F>
+JoinHandle<spawn_result_t<F>> spawn(Core* core, F&& f, bool mandatory) {
+  using Fn = std::decay_t<F>;
+  using R = spawn_result_t<F>;
+  static_assert(std::is_invocable_v<Fn&> || kTakesStopToken<Fn>,
+                "blockpool: the callable must be invocable with no arguments or with a "
+                "std::stop_token");
+  static_assert(std::is_move_constructible_v<Fn>, "blockpool: the callable must be movable");
+  auto* task = new TaskImpl<Fn, R>(std::forward<F>(f), mandatory);
+  task->core_ = core;
+  JoinHandle<R> handle = HandleAccess::make<R>(task, &task->result());
+  submit(core, task);
+  return handle;
+}
+}  // namespace detail
+
+class Handle;
+
+class Pool {
+ public:
+  // A pool with the default configuration (see builder.hpp).
+  Pool();
+  // A pool with a validated configuration (Builder::build() is the usual way).
+  explicit Pool(Config config);
+
+  Pool(Pool&& other) noexcept;
+  Pool& operator=(Pool&& other) noexcept;  // shuts this pool down first
+  Pool(const Pool&) = delete;
+  Pool& operator=(const Pool&) = delete;
+  ~Pool();
+
+  template <class F>
+  JoinHandle<detail::spawn_result_t<F>> spawn_blocking(F&& f) {
+    return detail::spawn(core(), std::forward<F>(f), false);
+  }
+  // Like spawn_blocking, but once queued the task runs even if shutdown
+  // begins before it starts (shutdown waits for it).
+  template <class F>
+  JoinHandle<detail::spawn_result_t<F>> spawn_mandatory_blocking(F&& f) {
+    return detail::spawn(core(), std::forward<F>(f), true);
+  }
+
+  [[nodiscard]] Handle handle() const;
+  [[nodiscard]] Metrics metrics() const { return detail::metrics(core()); }
+
+  // See "Shutdown" above. Returns true if every thread has exited (and been
+  // joined; when called from a pool thread: every other thread).
+  bool shutdown(std::chrono::nanoseconds timeout = std::chrono::nanoseconds::max());
+  template <class Rep, class Period>
+  bool shutdown(std::chrono::duration<Rep, Period> timeout) {
+    using std::chrono::nanoseconds;
+    const auto max = std::chrono::duration_cast<std::chrono::duration<Rep, Period>>(
+        nanoseconds::max() / 2);
+    return shutdown(timeout >= max ? nanoseconds::max()
+                                   : std::chrono::duration_cast<nanoseconds>(timeout));
+  }
+  // Begins shutdown and returns at once.
+  void shutdown_background();
+
+ private:
+  detail::Core* core() const;
+  std::shared_ptr<detail::Core> core_;
+};
+
+class Handle {
+ public:
+  Handle() = default;  // empty: every spawn yields a cancelled handle
+
+  template <class F>
+  JoinHandle<detail::spawn_result_t<F>> spawn_blocking(F&& f) const {
+    return detail::spawn(core(), std::forward<F>(f), false);
+  }
+  template <class F>
+  JoinHandle<detail::spawn_result_t<F>> spawn_mandatory_blocking(F&& f) const {
+    return detail::spawn(core(), std::forward<F>(f), true);
+  }
+  [[nodiscard]] Metrics metrics() const { return detail::metrics(core()); }
+
+ private:
+  friend class Pool;
+  explicit Handle(std::shared_ptr<detail::Core> core) noexcept : core_(std::move(core)) {}
+  detail::Core* core() const;
+  std::shared_ptr<detail::Core> core_;
+};
+
+}  // namespace blockpool

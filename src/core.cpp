@@ -1,0 +1,414 @@
+// src/core.cpp: spawning, shutdown, metrics and abort bookkeeping.
+// See core.hpp for the locking rules; worker.cpp for the thread loops.
+#include "core.hpp"
+
+#include <sched.h>
+
+#include <cerrno>
+#include <limits>
+#include <new>
+
+namespace blockpool::detail {
+
+namespace {
+thread_local Core* tls_pool_core = nullptr;
+
+constexpr std::memory_order kRelaxed = std::memory_order_relaxed;
+
+void* worker_entry(void* arg) {
+  auto* w = static_cast<Worker*>(arg);
+  w->core->run_worker(w);
+  return nullptr;
+}
+
+void* controller_entry(void* arg) {
+  std::unique_ptr<std::shared_ptr<Core>> core(static_cast<std::shared_ptr<Core>*>(arg));
+  (*core)->run_controller();
+  return nullptr;
+}
+}  // namespace
+
+Core* current_pool_core() noexcept { return tls_pool_core; }
+void set_current_pool_core(Core* core) noexcept { tls_pool_core = core; }
+
+std::shared_ptr<Core> Core::create(Config config) {
+  auto core = std::make_shared<Core>(std::move(config));
+  if (!core->clock_->is_real_time()) core->clock_->add_observer(core.get());
+  return core;
+}
+
+Core::Core(Config config)
+    : config_(std::move(config)), clock_(config_.clock ? config_.clock : system_clock()) {}
+
+Core::~Core() {
+  if (!clock_->is_real_time()) clock_->remove_observer(this);
+  // Every worker and the controller hold a reference, so none is running
+  // code of ours now; at most one exited thread is left to join. It is the
+  // calling thread itself when the last reference is dropped by a pool
+  // thread on its way out (pool destroyed from inside a task): detach then.
+  if (has_last_exited_) {
+    if (pthread_equal(last_exited_, pthread_self()))
+      pthread_detach(last_exited_);
+    else
+      pthread_join(last_exited_, nullptr);
+  }
+}
+
+growth::Snapshot Core::snapshot_locked() const noexcept {
+  growth::Snapshot s;
+  s.queued = static_cast<std::size_t>(m_.queued.load(kRelaxed));
+  s.threads = threads_;
+  s.starting = starting_;
+  s.idle = idle_count_;
+  s.max_threads = config_.max_threads;
+  return s;
+}
+
+void Core::arm_controller_locked(Actions& a) noexcept {
+  controller_armed_ = true;
+  if (controller_running_) {
+    a.wake_controller = true;
+  } else {
+    controller_running_ = true;
+    ++live_os_threads_;
+    a.start_controller = true;
+  }
+}
+
+void Core::submit(TaskBase* task) noexcept {
+  m_.spawned.fetch_add(1, kRelaxed);
+  Actions a;
+  bool rejected = false;
+  {
+    std::lock_guard lk(mu_);
+    if (shutdown_) {
+      rejected = true;
+    } else {
+      task->next_ = nullptr;
+      if (tail_ != nullptr)
+        tail_->next_ = task;
+      else
+        head_ = task;
+      tail_ = task;
+      m_.queued.fetch_add(1, kRelaxed);
+      if (idle_head_ != nullptr) {
+        Worker* w = pop_idle_locked();
+        w->notified = true;
+        w->add_ref();
+        a.wake = w;
+      } else {
+        growth::Snapshot s = snapshot_locked();
+        if (growth::spawn_must_start_thread(s)) {
+          ++threads_;
+          ++starting_;
+          ++live_os_threads_;
+          a.start_workers = 1;
+        } else if (!controller_armed_ && growth::should_watch(s)) {
+          arm_controller_locked(a);
+        }
+      }
+    }
+  }
+  if (rejected) {
+    m_.cancelled.fetch_add(1, kRelaxed);
+    task->ops_->drop(task, {JoinError::Kind::kCancelled, JoinError::Reason::kSpawnAfterShutdown, {}});
+    task->finish(kCancelled);
+    task->release();
+    return;
+  }
+  perform(a);
+}
+
+void Core::perform(Actions& a) noexcept {
+  if (a.wake != nullptr) {
+    a.wake->cv.notify_one();
+    a.wake->release();
+    a.wake = nullptr;
+  }
+  if (a.wake_controller) ctl_cv_.notify_one();
+  if (a.start_workers > 0 || a.start_controller) start_threads(a.start_workers, a.start_controller);
+  if (a.has_join) {
+    pthread_join(a.join, nullptr);
+    a.has_join = false;
+  }
+}
+
+std::size_t Core::start_threads(std::size_t workers, bool controller) noexcept {
+  std::size_t failed_workers = 0;
+  bool controller_failed = false;
+  int last_error = 0;
+  auto create = [&](void* (*entry)(void*), void* arg) -> int {
+    const std::uint64_t attempt = create_attempts_.fetch_add(1, kRelaxed);
+    int err = 0;
+    if (config_.thread_fault) {
+      try {
+        err = config_.thread_fault(attempt);
+      } catch (...) {
+        err = EAGAIN;
+      }
+    }
+    pthread_t tid;
+    if (err == 0) err = create_os_thread(config_.stack_size, entry, arg, &tid);
+    return err;
+  };
+  std::shared_ptr<Core> self = shared_from_this();
+  for (std::size_t i = 0; i < workers; ++i) {
+    auto* w = new (std::nothrow) Worker(self, next_index_.fetch_add(1, kRelaxed));
+    const int err = w == nullptr ? ENOMEM : create(&worker_entry, w);
+    if (err != 0) {
+      delete w;
+      ++failed_workers;
+      last_error = err;
+    }
+  }
+  if (controller) {
+    auto* arg = new (std::nothrow) std::shared_ptr<Core>(self);
+    const int err = arg == nullptr ? ENOMEM : create(&controller_entry, arg);
+    if (err != 0) {
+      delete arg;
+      controller_failed = true;
+      last_error = err;
+    }
+  }
+  const std::size_t failures = failed_workers + (controller_failed ? 1 : 0);
+  if (failures == 0) return 0;
+
+  m_.spawn_failures.fetch_add(failures, kRelaxed);
+  std::vector<TaskBase*> stranded;
+  {
+    std::lock_guard lk(mu_);
+    threads_ -= failed_workers;
+    starting_ -= failed_workers;
+    live_os_threads_ -= failures;
+    if (controller_failed) {
+      controller_running_ = false;
+      controller_armed_ = false;
+    }
+    // With no thread at all, nothing could ever run what is queued: end it
+    // now with the OS error rather than leave it stranded.
+    if (threads_ == 0) fail_stranded_locked(stranded, std::error_code(last_error, std::system_category()));
+    exit_cv_.notify_all();
+  }
+  end_tasks(stranded, {JoinError::Kind::kSpawnFailure, JoinError::Reason::kSpawnFailed,
+                       std::error_code(last_error, std::system_category())});
+  return failures;
+}
+
+void Core::fail_stranded_locked(std::vector<TaskBase*>& out, std::error_code) {
+  TaskBase* t = head_;
+  head_ = tail_ = nullptr;
+  while (t != nullptr) {
+    TaskBase* next = t->next_;
+    t->next_ = nullptr;
+    if (t->claim_from_queued(kAborting)) {
+      m_.queued.fetch_sub(1, kRelaxed);
+      try {
+        out.push_back(t);
+      } catch (...) {
+        // Out of memory while failing tasks: end this one here (no user code
+        // runs in drop() but the callable's destructor; accept that).
+        m_.failed.fetch_add(1, kRelaxed);
+        t->ops_->drop(t, {JoinError::Kind::kSpawnFailure, JoinError::Reason::kSpawnFailed, {}});
+        t->finish(kFailed);
+        t->release();
+      }
+    } else {
+      reap_tombstone(t);
+    }
+    t = next;
+  }
+}
+
+void Core::end_tasks(std::vector<TaskBase*>& tasks, const JoinErrorInfo& e) noexcept {
+  const bool spawn_failure = e.kind == JoinError::Kind::kSpawnFailure;
+  for (TaskBase* t : tasks) {
+    (spawn_failure ? m_.failed : m_.cancelled).fetch_add(1, kRelaxed);
+    t->ops_->drop(t, e);
+    t->finish(spawn_failure ? kFailed : kCancelled);
+    t->release();
+  }
+  tasks.clear();
+}
+
+TaskBase* Core::pop_locked() noexcept {
+  while (head_ != nullptr) {
+    TaskBase* t = head_;
+    head_ = t->next_;
+    if (head_ == nullptr) tail_ = nullptr;
+    t->next_ = nullptr;
+    if (t->claim_from_queued(kRunning)) {
+      m_.queued.fetch_sub(1, kRelaxed);
+      ++started_tasks_;
+      return t;
+    }
+    reap_tombstone(t);
+  }
+  return nullptr;
+}
+
+void Core::reap_tombstone(TaskBase* t) noexcept {
+  // An aborting thread is between its claim and finish(): it is updating our
+  // counters. Wait for it (a few instructions) so that it is done with this
+  // Core before we can let the Core go. It never takes mu_, so waiting here
+  // under mu_ cannot deadlock.
+  while (t->state() == kAborting) sched_yield();
+  t->release();
+}
+
+void Core::note_aborted() noexcept {
+  m_.queued.fetch_sub(1, kRelaxed);
+  m_.cancelled.fetch_add(1, kRelaxed);
+}
+
+void Core::push_idle_locked(Worker* w) noexcept {
+  w->idle = true;
+  w->idle_prev = nullptr;
+  w->idle_next = idle_head_;
+  if (idle_head_ != nullptr) idle_head_->idle_prev = w;
+  idle_head_ = w;
+  ++idle_count_;
+  m_.idle.fetch_add(1, kRelaxed);
+}
+
+Worker* Core::pop_idle_locked() noexcept {
+  Worker* w = idle_head_;
+  remove_idle_locked(w);
+  return w;
+}
+
+void Core::remove_idle_locked(Worker* w) noexcept {
+  if (!w->idle) return;
+  if (w->idle_prev != nullptr)
+    w->idle_prev->idle_next = w->idle_next;
+  else
+    idle_head_ = w->idle_next;
+  if (w->idle_next != nullptr) w->idle_next->idle_prev = w->idle_prev;
+  w->idle_prev = w->idle_next = nullptr;
+  w->idle = false;
+  --idle_count_;
+  m_.idle.fetch_sub(1, kRelaxed);
+}
+
+void Core::on_time_advanced() noexcept {
+  // Called by a virtual clock (its own mutex held). Idle workers re-check
+  // their deadlines; they cannot leave the idle list while we hold mu_, so
+  // notifying under mu_ is safe (and this path is for tests only).
+  std::lock_guard lk(mu_);
+  for (Worker* w = idle_head_; w != nullptr; w = w->idle_next) w->cv.notify_one();
+}
+
+void Core::leave_join_chain_locked(Actions& a) noexcept {
+  if (has_last_exited_) {
+    a.join = last_exited_;
+    a.has_join = true;
+  }
+  last_exited_ = pthread_self();
+  has_last_exited_ = true;
+}
+
+void Core::shutdown_background() noexcept { (void)shutdown(std::chrono::nanoseconds(0)); }
+
+bool Core::shutdown(std::chrono::nanoseconds timeout) {
+  using std::chrono::steady_clock;
+  const auto now = steady_clock::now();
+  const bool unlimited = timeout >= std::chrono::hours(24 * 365 * 100);
+  const auto deadline = unlimited ? steady_clock::time_point::max() : now + timeout;
+
+  std::vector<TaskBase*> cancelled;
+  std::vector<TaskBase*> to_stop;
+  std::vector<Worker*> to_wake;
+  std::unique_lock lk(mu_);
+  if (!shutdown_) {
+    shutdown_ = true;
+    // Queued tasks: cancel the non-mandatory ones at once, keep the rest.
+    TaskBase* t = head_;
+    head_ = tail_ = nullptr;
+    while (t != nullptr) {
+      TaskBase* next = t->next_;
+      t->next_ = nullptr;
+      if (t->mandatory() && t->state() == kQueued) {
+        if (tail_ != nullptr)
+          tail_->next_ = t;
+        else
+          head_ = t;
+        tail_ = t;
+      } else if (t->claim_from_queued(kAborting)) {
+        m_.queued.fetch_sub(1, kRelaxed);
+        cancelled.push_back(t);
+      } else {
+        reap_tombstone(t);
+      }
+      t = next;
+    }
+    // Running tasks: trigger the stop tokens of the non-mandatory ones.
+    for (Worker* w = all_head_; w != nullptr; w = w->all_next) {
+      TaskBase* cur = w->current;
+      if (cur != nullptr && !cur->mandatory() && cur->stoppable() && !cur->is_done()) {
+        cur->add_ref();
+        to_stop.push_back(cur);
+      }
+    }
+    while (idle_head_ != nullptr) {
+      Worker* w = pop_idle_locked();
+      w->notified = true;
+      w->add_ref();
+      to_wake.push_back(w);
+    }
+    lk.unlock();
+    end_tasks(cancelled, {JoinError::Kind::kCancelled, JoinError::Reason::kShutdown, {}});
+    for (TaskBase* task : to_stop) {
+      task->request_stop();
+      task->release();
+    }
+    for (Worker* w : to_wake) {
+      w->cv.notify_one();
+      w->release();
+    }
+    ctl_cv_.notify_all();
+    lk.lock();
+  }
+  // Wait for every thread but the caller's own (a task may shut its pool down).
+  const std::size_t self = current_pool_core() == this ? 1 : 0;
+  const bool done = exit_cv_.wait_until(lk, deadline, [&] { return live_os_threads_ <= self; });
+  bool join = false;
+  pthread_t tid{};
+  if (done && has_last_exited_ && !pthread_equal(last_exited_, pthread_self())) {
+    tid = last_exited_;
+    has_last_exited_ = false;
+    join = true;
+  }
+  lk.unlock();
+  if (join) pthread_join(tid, nullptr);
+  return done;
+}
+
+Metrics Core::metrics() const noexcept {
+  Metrics r;
+  r.threads = m_.threads.load(kRelaxed);
+  r.idle_threads = m_.idle.load(kRelaxed);
+  r.queue_depth = m_.queued.load(kRelaxed);
+  r.spawned = m_.spawned.load(kRelaxed);
+  r.completed = m_.completed.load(kRelaxed);
+  r.failed = m_.failed.load(kRelaxed);
+  r.cancelled = m_.cancelled.load(kRelaxed);
+  r.threads_started = m_.threads_started.load(kRelaxed);
+  r.threads_retired = m_.threads_retired.load(kRelaxed);
+  r.spawn_failures = m_.spawn_failures.load(kRelaxed);
+  r.peak_threads = m_.peak_threads.load(kRelaxed);
+  r.hook_errors = m_.hook_errors.load(kRelaxed);
+  return r;
+}
+
+void submit(Core* core, TaskBase* task) noexcept {
+  if (core == nullptr) {  // empty Handle: as if the pool were gone
+    task->ops_->drop(task, {JoinError::Kind::kCancelled, JoinError::Reason::kSpawnAfterShutdown, {}});
+    task->finish(kCancelled);
+    task->release();
+    return;
+  }
+  core->submit(task);
+}
+
+Metrics metrics(const Core* core) noexcept { return core == nullptr ? Metrics{} : core->metrics(); }
+
+}  // namespace blockpool::detail

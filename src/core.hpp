@@ -1,0 +1,190 @@
+// src/core.hpp: the pool's shared state and mechanism (not a public header).
+//
+// Core is shared (std::shared_ptr) by the Pool, every Handle and every thread
+// the pool runs, so it outlives all of them. Its parts:
+//   core.cpp    spawning, shutdown, metrics, abort bookkeeping
+//   worker.cpp  the worker loop, the growth controller loop, thread start/exit
+//   thread.cpp  OS thread creation (pthread), naming
+//   growth.hpp  the growth policy (how many threads to add, when)
+//
+// Locking: one mutex, mu_, guards the queue, the idle list, the thread
+// accounting and the shutdown state (every field marked GUARDED_BY(mu_)).
+// Rules:
+//   * Decide under mu_, act after: threads are created, woken, joined, and
+//     tasks ended (continuations run, stop callbacks fired, callables
+//     destroyed) only after mu_ is released. The Actions struct collects what
+//     to do.
+//   * Nothing calls user code while holding mu_.
+//   * Clock::now() may be called under mu_; ManualClock::advance() calls
+//     on_time_advanced(), which takes mu_, while holding the clock's own
+//     mutex: so the pool never calls add/remove_observer under mu_.
+// Counters in metrics_ are atomics updated with relaxed order; each is
+// incremented before the event it counts is published (a task's state
+// release-store, mu_ unlock for thread counts), which gives the "counter no
+// later than the event" guarantee of metrics.hpp.
+#pragma once
+
+#include <pthread.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <system_error>
+#include <vector>
+
+#include "blockpool/builder.hpp"
+#include "blockpool/clock.hpp"
+#include "blockpool/detail/task.hpp"
+#include "blockpool/metrics.hpp"
+#include "growth.hpp"
+
+#define BLOCKPOOL_GUARDED_BY(m)  // documentation: the field is guarded by mutex m
+
+namespace blockpool::detail {
+
+class Core;
+
+// One per worker thread. Owned jointly (refs_) by the thread itself and by
+// any waker that holds it across an unlock, so notifying a worker after
+// releasing mu_ never touches freed memory.
+struct Worker {
+  explicit Worker(std::shared_ptr<Core> c, std::uint64_t i) : core(std::move(c)), index(i) {}
+  void add_ref() noexcept { refs.fetch_add(1, std::memory_order_relaxed); }
+  void release() noexcept {
+    if (refs.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
+  }
+
+  std::shared_ptr<Core> core;  // immutable; keeps the Core alive while the thread runs
+  const std::uint64_t index;   // immutable; the N of "name-N"
+  std::atomic<std::uint32_t> refs{1};
+  std::condition_variable cv;  // waited on with Core::mu_
+
+  // All guarded by Core::mu_:
+  bool idle = false;        // on the idle list
+  bool notified = false;    // woken by a spawner or shutdown (and taken off the idle list)
+  Worker* idle_prev = nullptr;  // idle list links (most recently idle at the head)
+  Worker* idle_next = nullptr;
+  Worker* all_prev = nullptr;   // list of all live workers
+  Worker* all_next = nullptr;
+  TaskBase* current = nullptr;  // the task being run (holds the pool's reference)
+};
+
+// What to do once mu_ is released.
+struct Actions {
+  Worker* wake = nullptr;       // notify this worker (a reference is held)
+  bool wake_controller = false;
+  std::size_t start_workers = 0;  // reserved in threads_/starting_ already
+  bool start_controller = false;  // reserved in controller_running_ already
+  pthread_t join{};               // an exited thread to join
+  bool has_join = false;
+};
+
+class Core final : public std::enable_shared_from_this<Core>, private Clock::Observer {
+ public:
+  static std::shared_ptr<Core> create(Config config);
+  explicit Core(Config config);
+  ~Core();
+  Core(const Core&) = delete;
+  Core& operator=(const Core&) = delete;
+
+  // ---- core.cpp ----
+  void submit(TaskBase* task) noexcept;
+  [[nodiscard]] Metrics metrics() const noexcept;
+  // Begins shutdown (first call only), then waits up to `timeout` for every
+  // thread (but the caller's own) to exit, and joins them.
+  bool shutdown(std::chrono::nanoseconds timeout);
+  void shutdown_background() noexcept;
+  // TaskBase::abort() moved a queued task to kAborting: count it. Must not
+  // take mu_ (called while a worker may spin under mu_ waiting for it).
+  void note_aborted() noexcept;
+
+  // ---- worker.cpp ----
+  void run_worker(Worker* w) noexcept;
+  void run_controller() noexcept;
+
+ private:
+  // core.cpp
+  void perform(Actions& a) noexcept;
+  // Creates `workers` workers and maybe the controller, all already reserved
+  // in the counts. Returns how many creations failed.
+  std::size_t start_threads(std::size_t workers, bool controller) noexcept;
+  void fail_stranded_locked(std::vector<TaskBase*>& out, std::error_code ec);
+  void end_tasks(std::vector<TaskBase*>& tasks, const JoinErrorInfo& e) noexcept;
+  TaskBase* pop_locked() noexcept;  // next startable task (kQueued -> kRunning), or null
+  void reap_tombstone(TaskBase* t) noexcept;
+  void push_idle_locked(Worker* w) noexcept;
+  Worker* pop_idle_locked() noexcept;
+  void remove_idle_locked(Worker* w) noexcept;
+  void on_time_advanced() noexcept override;
+  // This thread leaves the pool: it parks its own id in the join chain and
+  // collects the previous one to join after unlocking.
+  void leave_join_chain_locked(Actions& a) noexcept;
+  [[nodiscard]] growth::Snapshot snapshot_locked() const noexcept;
+  void arm_controller_locked(Actions& a) noexcept;
+
+  friend struct CoreTestAccess;
+
+ public:
+  const Config config_;        // immutable after construction
+  const std::shared_ptr<Clock> clock_;  // immutable; never null
+
+  // ---- guarded by mu_ ----
+  mutable std::mutex mu_;
+  std::condition_variable exit_cv_;  // signalled when live_os_threads_ drops
+  std::condition_variable ctl_cv_;   // wakes the controller
+
+  TaskBase* head_ BLOCKPOOL_GUARDED_BY(mu_) = nullptr;  // FIFO of queued tasks (and tombstones)
+  TaskBase* tail_ BLOCKPOOL_GUARDED_BY(mu_) = nullptr;
+  Worker* idle_head_ BLOCKPOOL_GUARDED_BY(mu_) = nullptr;  // most recently idle first
+  std::size_t idle_count_ BLOCKPOOL_GUARDED_BY(mu_) = 0;
+  Worker* all_head_ BLOCKPOOL_GUARDED_BY(mu_) = nullptr;
+  std::size_t threads_ BLOCKPOOL_GUARDED_BY(mu_) = 0;   // workers alive or being created
+  std::size_t starting_ BLOCKPOOL_GUARDED_BY(mu_) = 0;  // of those, not yet in the loop
+  std::size_t live_os_threads_ BLOCKPOOL_GUARDED_BY(mu_) = 0;  // workers + controller
+  std::atomic<std::uint64_t> next_index_{0};  // worker names; relaxed (only uniqueness matters)
+  std::atomic<std::uint64_t> create_attempts_{0};  // fault-injection index; relaxed (a count)
+  std::uint64_t started_tasks_ BLOCKPOOL_GUARDED_BY(mu_) = 0;  // progress, for the controller
+  bool controller_running_ BLOCKPOOL_GUARDED_BY(mu_) = false;
+  bool controller_armed_ BLOCKPOOL_GUARDED_BY(mu_) = false;
+  bool shutdown_ BLOCKPOOL_GUARDED_BY(mu_) = false;
+  bool has_last_exited_ BLOCKPOOL_GUARDED_BY(mu_) = false;  // the join chain
+  pthread_t last_exited_ BLOCKPOOL_GUARDED_BY(mu_){};
+
+  // ---- metrics: atomics, relaxed (see header comment) ----
+  struct Counters {
+    std::atomic<std::uint64_t> threads{0};
+    std::atomic<std::uint64_t> idle{0};
+    std::atomic<std::uint64_t> queued{0};
+    std::atomic<std::uint64_t> spawned{0};
+    std::atomic<std::uint64_t> completed{0};
+    std::atomic<std::uint64_t> failed{0};
+    std::atomic<std::uint64_t> cancelled{0};
+    std::atomic<std::uint64_t> threads_started{0};
+    std::atomic<std::uint64_t> threads_retired{0};
+    std::atomic<std::uint64_t> spawn_failures{0};
+    std::atomic<std::uint64_t> peak_threads{0};
+    std::atomic<std::uint64_t> hook_errors{0};
+  };
+  Counters m_;
+};
+
+// The Core whose worker is the calling thread, or null (thread-local).
+Core* current_pool_core() noexcept;
+void set_current_pool_core(Core* core) noexcept;
+
+// thread.cpp: creates a detached-from-nothing joinable OS thread.
+// Returns 0 or an errno value.
+int create_os_thread(std::size_t stack_size, void* (*entry)(void*), void* arg, pthread_t* out) noexcept;
+// Sets the calling thread's OS name, cut to the platform limit.
+void set_current_thread_name(const std::string& name) noexcept;
+// "<base>-<index>", with base cut so the whole fits in 15 bytes.
+std::string indexed_thread_name(const std::string& base, std::uint64_t index);
+// "<base><suffix>", with base cut so the whole fits in 15 bytes.
+std::string suffixed_thread_name(const std::string& base, const std::string& suffix);
+
+}  // namespace blockpool::detail

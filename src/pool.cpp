@@ -1,0 +1,52 @@
+// src/pool.cpp: the Pool and Handle facades over detail::Core.
+#include "blockpool/pool.hpp"
+
+#include <stdexcept>
+
+#include "core.hpp"
+
+namespace blockpool {
+
+Pool::Pool() : Pool(Builder{}.validated_config()) {}
+
+Pool::Pool(Config config) {
+  if (config.max_threads == 0)
+    throw std::invalid_argument("blockpool: max_threads must be at least 1 (got 0)");
+  if (config.keep_alive < std::chrono::nanoseconds::zero())
+    throw std::invalid_argument("blockpool: keep_alive must not be negative");
+  if (config.thread_name.empty() && !config.thread_name_fn)
+    throw std::invalid_argument("blockpool: thread_name must not be empty");
+  core_ = detail::Core::create(std::move(config));
+}
+
+Pool::Pool(Pool&& other) noexcept = default;
+
+Pool& Pool::operator=(Pool&& other) noexcept {
+  if (this != &other) {
+    if (core_) core_->shutdown(std::chrono::nanoseconds::max());
+    core_ = std::move(other.core_);
+  }
+  return *this;
+}
+
+Pool::~Pool() {
+  if (core_) core_->shutdown(std::chrono::nanoseconds::max());
+}
+
+detail::Core* Pool::core() const {
+  if (!core_) throw std::logic_error("blockpool: use of a moved-from Pool");
+  return core_.get();
+}
+
+Handle Pool::handle() const {
+  (void)core();
+  return Handle(core_);
+}
+
+bool Pool::shutdown(std::chrono::nanoseconds timeout) { return core()->shutdown(timeout); }
+
+void Pool::shutdown_background() { core()->shutdown_background(); }
+
+detail::Core* Handle::core() const { return core_.get(); }
+
+}  // namespace blockpool

@@ -1,0 +1,105 @@
+// src/task.cpp: ending a task and waiting for it (Linux futex on the state word).
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <climits>
+#include <cstdint>
+
+#include "blockpool/detail/task.hpp"
+#include "core.hpp"
+
+namespace blockpool::detail {
+
+namespace {
+Continuation* const kDone = reinterpret_cast<Continuation*>(static_cast<std::uintptr_t>(1));
+
+// std::atomic<std::uint32_t> has the size and alignment of std::uint32_t on
+// every platform we build for; the kernel reads the word, we never write it
+// through this pointer.
+std::uint32_t* futex_word(std::atomic<std::uint32_t>& a) noexcept {
+  static_assert(sizeof(std::atomic<std::uint32_t>) == sizeof(std::uint32_t));
+  return reinterpret_cast<std::uint32_t*>(&a);
+}
+
+void futex_wake_all(std::atomic<std::uint32_t>& a) noexcept {
+  syscall(SYS_futex, futex_word(a), FUTEX_WAKE_PRIVATE, INT_MAX, nullptr, nullptr, 0);
+}
+
+// Sleeps while the word equals `expected`, until woken or (when `abs` is not
+// null) the CLOCK_MONOTONIC time *abs. Spurious returns are fine: callers loop.
+void futex_wait(std::atomic<std::uint32_t>& a, std::uint32_t expected, const timespec* abs) noexcept {
+  syscall(SYS_futex, futex_word(a), FUTEX_WAIT_BITSET_PRIVATE, expected, abs, nullptr,
+          FUTEX_BITSET_MATCH_ANY);
+}
+}  // namespace
+
+void TaskBase::finish(std::uint32_t final_state) noexcept {
+  // acq_rel: release publishes the stored result to every reader that
+  // acquires the state; acquire orders us after a waiter's bit-setting CAS.
+  const std::uint32_t prev = state_.exchange(final_state, std::memory_order_acq_rel);
+  if ((prev & kWaiterBit) != 0) futex_wake_all(state_);
+  // acq_rel: acquire sees the continuation's fields written before it was
+  // published; release lets a later set_continuation (which fails) see the
+  // result.
+  Continuation* c = cont_.exchange(kDone, std::memory_order_acq_rel);
+  if (c != nullptr && c != kDone) c->fn(c);
+}
+
+void TaskBase::wait() noexcept {
+  std::uint32_t s = state_.load(std::memory_order_acquire);
+  while (!is_final(s)) {
+    if ((s & kWaiterBit) == 0) {
+      if (!state_.compare_exchange_weak(s, s | kWaiterBit, std::memory_order_acquire,
+                                        std::memory_order_acquire))
+        continue;
+      s |= kWaiterBit;
+    }
+    futex_wait(state_, s, nullptr);
+    s = state_.load(std::memory_order_acquire);
+  }
+}
+
+bool TaskBase::wait_until_ns(std::int64_t steady_deadline_ns) noexcept {
+  timespec abs{};
+  abs.tv_sec = static_cast<time_t>(steady_deadline_ns / 1000000000);
+  abs.tv_nsec = static_cast<long>(steady_deadline_ns % 1000000000);
+  std::uint32_t s = state_.load(std::memory_order_acquire);
+  while (!is_final(s)) {
+    timespec now{};
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    const std::int64_t now_ns = std::int64_t{now.tv_sec} * 1000000000 + now.tv_nsec;
+    if (now_ns >= steady_deadline_ns) return false;
+    if ((s & kWaiterBit) == 0) {
+      if (!state_.compare_exchange_weak(s, s | kWaiterBit, std::memory_order_acquire,
+                                        std::memory_order_acquire))
+        continue;
+      s |= kWaiterBit;
+    }
+    futex_wait(state_, s, &abs);
+    s = state_.load(std::memory_order_acquire);
+  }
+  return true;
+}
+
+bool TaskBase::abort() noexcept {
+  if (claim_from_queued(kAborting)) {
+    // Still in the queue (or about to be popped): this thread ends it. The
+    // Core is alive: a queued task keeps its pool's threads from exiting,
+    // and whoever unlinks us waits until we leave kAborting (finish below).
+    if (core_ != nullptr) core_->note_aborted();
+    ops_->drop(this, {JoinError::Kind::kCancelled, JoinError::Reason::kAborted, {}});
+    finish(kCancelled);
+    return true;
+  }
+  const std::uint32_t s = state();
+  if (s == kRunning) {
+    request_stop();
+    return false;
+  }
+  return s == kCancelled || s == kAborting;
+}
+
+}  // namespace blockpool::detail

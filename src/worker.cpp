@@ -1,0 +1,198 @@
+// src/worker.cpp: the worker loop and the growth controller loop.
+//
+// Which thread touches what:
+//   * A worker thread runs run_worker() for its whole life. Under mu_ it pops
+//     tasks, parks on its own condition variable (idle list, most recently
+//     idle first) and leaves the pool; it runs tasks and hooks with mu_
+//     released.
+//   * The controller thread runs run_controller(): it exists only while the
+//     pool has workers, sleeps with no timeout unless armed, and when armed
+//     checks every interval (real time) whether queued work made progress,
+//     adding threads when it did not (policy in growth.hpp).
+#include <algorithm>
+#include <chrono>
+#include <exception>
+#include <limits>
+
+#include "core.hpp"
+
+namespace blockpool::detail {
+
+namespace {
+constexpr std::memory_order kRelaxed = std::memory_order_relaxed;
+
+template <class Fn>
+void run_hook(const Fn& fn, std::atomic<std::uint64_t>& errors) noexcept {
+  if (!fn) return;
+  try {
+    fn();
+  } catch (...) {
+    errors.fetch_add(1, kRelaxed);
+  }
+}
+
+Clock::time_point saturating_add(Clock::time_point t, std::chrono::nanoseconds d) noexcept {
+  if (t.time_since_epoch().count() > std::numeric_limits<std::int64_t>::max() - d.count())
+    return Clock::time_point::max();
+  return t + d;
+}
+}  // namespace
+
+void Core::run_worker(Worker* w) noexcept {
+  set_current_pool_core(this);
+  std::string name;
+  if (config_.thread_name_fn) {
+    try {
+      name = config_.thread_name_fn();
+    } catch (...) {
+      m_.hook_errors.fetch_add(1, kRelaxed);
+      name = indexed_thread_name(config_.thread_name, w->index);
+    }
+  } else {
+    name = indexed_thread_name(config_.thread_name, w->index);
+  }
+  set_current_thread_name(name);
+
+  m_.threads_started.fetch_add(1, kRelaxed);
+  const std::uint64_t alive = m_.threads.fetch_add(1, kRelaxed) + 1;
+  std::uint64_t peak = m_.peak_threads.load(kRelaxed);
+  while (peak < alive && !m_.peak_threads.compare_exchange_weak(peak, alive, kRelaxed)) {
+  }
+  run_hook(config_.on_thread_start, m_.hook_errors);
+
+  std::unique_lock lk(mu_);
+  --starting_;
+  w->all_prev = nullptr;
+  w->all_next = all_head_;
+  if (all_head_ != nullptr) all_head_->all_prev = w;
+  all_head_ = w;
+
+  for (;;) {
+    if (TaskBase* t = pop_locked()) {
+      TaskBase* finished = w->current;
+      w->current = t;
+      lk.unlock();
+      if (finished != nullptr) finished->release();
+      const std::uint32_t outcome = t->ops_->run(t);
+      (outcome == kCompleted ? m_.completed : m_.failed).fetch_add(1, kRelaxed);
+      t->finish(outcome);
+      lk.lock();
+      continue;
+    }
+    if (w->current != nullptr) {
+      // Drop our reference to the last task outside the lock (it may destroy
+      // a detached result), then look at the queue again.
+      TaskBase* finished = w->current;
+      w->current = nullptr;
+      lk.unlock();
+      finished->release();
+      lk.lock();
+      continue;
+    }
+    if (shutdown_) break;
+
+    // Park. The deadline is fixed when we go idle: spurious wake-ups and
+    // clock notifications do not extend it.
+    push_idle_locked(w);
+    const Clock::time_point deadline = saturating_add(clock_->now(), config_.keep_alive);
+    bool retire = false;
+    for (;;) {
+      if (w->notified) {  // the waker took us off the idle list
+        w->notified = false;
+        break;
+      }
+      if (shutdown_) {
+        remove_idle_locked(w);
+        break;
+      }
+      if (clock_->now() >= deadline) {
+        remove_idle_locked(w);
+        retire = true;
+        break;
+      }
+      if (clock_->is_real_time()) {
+        w->cv.wait_until(lk, std::chrono::time_point_cast<std::chrono::steady_clock::duration>(
+                                 std::chrono::time_point<std::chrono::steady_clock, Clock::duration>(
+                                     deadline.time_since_epoch())));
+      } else {
+        w->cv.wait(lk);
+      }
+    }
+    if (retire) {
+      m_.threads_retired.fetch_add(1, kRelaxed);
+      break;
+    }
+  }
+
+  lk.unlock();
+  run_hook(config_.on_thread_stop, m_.hook_errors);
+  lk.lock();
+  if (w->all_prev != nullptr)
+    w->all_prev->all_next = w->all_next;
+  else
+    all_head_ = w->all_next;
+  if (w->all_next != nullptr) w->all_next->all_prev = w->all_prev;
+  --threads_;
+  --live_os_threads_;
+  m_.threads.fetch_sub(1, kRelaxed);
+  Actions a;
+  leave_join_chain_locked(a);
+  exit_cv_.notify_all();
+  if (threads_ == 0) ctl_cv_.notify_all();  // the controller exits with the last worker
+  lk.unlock();
+  if (a.has_join) pthread_join(a.join, nullptr);
+  set_current_pool_core(nullptr);
+  w->release();  // may drop the last reference to this Core
+}
+
+void Core::run_controller() noexcept {
+  set_current_thread_name(suffixed_thread_name(config_.thread_name, "-ctl"));
+  std::unique_lock lk(mu_);
+  std::chrono::microseconds interval = growth::kGrace;
+  std::chrono::microseconds backoff{0};
+  while (!shutdown_) {
+    if (!controller_armed_) {
+      if (threads_ == 0) break;  // nothing to watch; a later spawn starts us again
+      ctl_cv_.wait(lk);
+      interval = growth::kGrace;
+      continue;
+    }
+    const std::uint64_t seen = started_tasks_;
+    const auto until = std::chrono::steady_clock::now() + interval;
+    while (!shutdown_ && std::chrono::steady_clock::now() < until) ctl_cv_.wait_until(lk, until);
+    if (shutdown_) break;
+    const growth::Snapshot s = snapshot_locked();
+    if (!growth::should_watch(s)) {
+      controller_armed_ = false;
+      continue;
+    }
+    const bool progressed = started_tasks_ != seen;
+    interval = std::max(growth::next_interval(interval, progressed), backoff);
+    if (progressed) continue;
+    const std::size_t n = growth::threads_to_add_on_stall(s);
+    if (n == 0) continue;
+    threads_ += n;
+    starting_ += n;
+    live_os_threads_ += n;
+    lk.unlock();
+    const std::size_t failed = start_threads(n, false);
+    lk.lock();
+    // While the OS refuses threads, retry with a backoff (1 ms doubling to
+    // 1 s) instead of every grace period.
+    using std::chrono::microseconds;
+    backoff = failed == 0 ? microseconds(0)
+                          : std::clamp<microseconds>(backoff * 2, std::chrono::milliseconds(1),
+                                                     std::chrono::seconds(1));
+    interval = std::max(interval, backoff);
+  }
+  controller_running_ = false;
+  controller_armed_ = false;
+  --live_os_threads_;
+  Actions a;
+  leave_join_chain_locked(a);
+  exit_cv_.notify_all();
+  lk.unlock();
+  if (a.has_join) pthread_join(a.join, nullptr);
+}
+
+}  // namespace blockpool::detail
