@@ -88,8 +88,9 @@ bool TaskBase::abort() noexcept {
   if (claim_from_queued(kAborting)) {
     // Still in the queue (or about to be popped): this thread ends it. The
     // Core is alive: a queued task keeps its pool's threads from exiting,
-    // and whoever unlinks us waits until we leave kAborting (finish below).
+    // and whoever unlinks us waits until we leave kAborting (just below).
     if (core_ != nullptr) core_->note_aborted();
+    leave_aborting();  // from here on this thread does not touch the Core
     ops_->drop(this, {JoinError::Kind::kCancelled, JoinError::Reason::kAborted, {}});
     finish(kCancelled);
     return true;
@@ -99,7 +100,7 @@ bool TaskBase::abort() noexcept {
     request_stop();
     return false;
   }
-  return s == kCancelled || s == kAborting;
+  return s == kCancelled || s == kCancelling || s == kAborting;
 }
 
 }  // namespace blockpool::detail

@@ -12,16 +12,19 @@
 //
 //   kQueued --(worker pops, under the pool lock)--> kRunning --> kCompleted | kFailed
 //      |
-//      +--(abort(), no lock)--> kAborting --> kCancelled
+//      +--(abort(), no lock)--> kAborting --> kCancelling --> kCancelled
 //      +--(shutdown, under the pool lock)-------> kCancelled
 //      +--(no thread could be created)------------> kFailed (spawn failure)
 //
 // Exactly one party moves a task out of kQueued (a compare-and-swap), and that
 // party is the only one to end it: so every task ends exactly once. kAborting
 // is a short transient state: the aborting thread is updating the pool's
-// counters. Whoever unlinks such a task from the queue waits for it to become
-// kCancelled before letting the pool go, so an aborting thread never touches a
-// pool that is being destroyed (see Core::reap_tombstone).
+// counters (two relaxed atomic operations, no lock, no user code). Whoever
+// unlinks such a task from the queue waits for it to leave kAborting before
+// letting the pool go, so an aborting thread never touches a pool that is
+// being destroyed (see Core::reap_tombstone). The callable is destroyed
+// later, in kCancelling, so a destructor that uses the pool cannot deadlock
+// against that wait.
 //
 // Reference counting: a block starts with two references, the JoinHandle's and
 // the pool's (queue, then running worker). The last release destroys it.
@@ -46,10 +49,11 @@ class Core;
 enum TaskState : std::uint32_t {
   kQueued = 0,
   kRunning = 1,
-  kAborting = 2,
-  kCompleted = 3,
-  kFailed = 4,
-  kCancelled = 5,
+  kAborting = 2,    // claimed by abort(); the aborter is updating the pool's counters
+  kCancelling = 3,  // the aborter is done with the pool; it is destroying the callable
+  kCompleted = 4,
+  kFailed = 5,
+  kCancelled = 6,
 };
 inline constexpr std::uint32_t kStateMask = 0xff;
 // Set by a thread that sleeps in wait(): the finisher must wake the futex.
@@ -121,6 +125,16 @@ class TaskBase {
         return true;
     }
     return false;
+  }
+
+  // kAborting -> kCancelling, keeping the waiter bit.
+  void leave_aborting() noexcept {
+    std::uint32_t s = state_.load(std::memory_order_relaxed);
+    // Release: the counter updates made in kAborting happen before a reaper
+    // that acquires kCancelling goes on to release the pool.
+    while (!state_.compare_exchange_weak(s, (s & ~kStateMask) | kCancelling,
+                                         std::memory_order_release, std::memory_order_relaxed)) {
+    }
   }
 
   // Ends the task: publishes `final_state` (the result must already be

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# scripts/deps.sh GROUP...: installs, with apt-get, the Debian 12 packages a
+# task needs, skipping what is already there. Groups:
+#   build   compiler, CMake, Ninja, GoogleTest, Asio, OpenSSL (library, tests, demo)
+#   sanit   clang 14 and its runtimes (sanitizers, libFuzzer), valgrind
+#   bench   Google Benchmark, libuv, gnuplot, Tokio's crates for the Rust peer
+set -euo pipefail
+
+declare -A GROUP=(
+  [build]="g++ cmake ninja-build libgtest-dev libgmock-dev libasio-dev libssl-dev coreutils"
+  [sanit]="clang-14 libclang-rt-14-dev valgrind"
+  [bench]="libbenchmark-dev libuv1-dev gnuplot-nox librust-tokio-dev"
+)
+
+want=()
+for g in "$@"; do
+  [[ -n "${GROUP[$g]:-}" ]] || { echo "deps.sh: unknown group '$g'" >&2; exit 2; }
+  for p in ${GROUP[$g]}; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || want+=("$p")
+  done
+done
+((${#want[@]} == 0)) && exit 0
+
+SUDO=""
+if [[ $(id -u) -ne 0 ]]; then SUDO="sudo"; fi
+echo "deps.sh: installing ${want[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${want[@]}" >/dev/null
