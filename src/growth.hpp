@@ -10,9 +10,13 @@
 //     pool: with no thread at all nobody could ever run the task.
 //   * While work is queued and no thread is idle, a controller thread checks
 //     every `grace` whether any queued task has started. If none has, the
-//     running tasks are blocking: it adds enough threads for everything that
-//     is queued (bounded by the cap), so a burst of blocking tasks is spread
-//     over threads after one grace period instead of being served serially.
+//     running tasks are blocking: it adds threads, doubling the pool each
+//     stalled interval (never more than the queued tasks need, never past the
+//     cap), so a burst of 256 blocking tasks is spread over 256 threads within
+//     a few milliseconds, while a false alarm costs at most a doubling.
+//   * A stall is believed only if the controller itself woke on time: when it
+//     wakes late, the CPUs are oversubscribed and the workers are more likely
+//     preempted than blocked; adding threads would only add contention.
 //   * When tasks do start, the work is short and the threads keep up: no
 //     growth, and the check interval backs off (up to max_interval) so a long
 //     flood costs the controller only a few hundred wake-ups a second.
@@ -46,11 +50,19 @@ inline bool should_watch(const Snapshot& s) {
 }
 
 // The controller saw no queued task start for a whole interval. How many
-// threads to add: one per queued task not already covered by a thread that is
-// still starting, within the cap.
+// threads to add: as many as are already running (doubling), but no more than
+// the queued tasks not already covered by a thread that is still starting,
+// and within the cap.
 inline std::size_t threads_to_add_on_stall(const Snapshot& s) {
   if (s.queued <= s.starting || s.threads >= s.max_threads) return 0;
-  return std::min(s.queued - s.starting, s.max_threads - s.threads);
+  const std::size_t running = s.threads - s.starting;
+  return std::min({s.queued - s.starting, s.max_threads - s.threads, std::max<std::size_t>(running, 1)});
+}
+
+// Whether a check that was due after `interval` but happened after `elapsed`
+// woke on time (see "believed only if" above).
+inline bool woke_on_time(std::chrono::nanoseconds elapsed, std::chrono::microseconds interval) {
+  return elapsed <= 2 * interval + std::chrono::microseconds(500);
 }
 
 // Next check interval: back to `grace` after a stall, doubled (to a cap)

@@ -136,11 +136,27 @@ void Core::run_worker(Worker* w) noexcept {
   --live_os_threads_;
   m_.threads.fetch_sub(1, kRelaxed);
   Actions a;
+  // A spawn that came while this thread was leaving (after its retire or
+  // shutdown decision, during on_thread_stop) still counted it as alive, so
+  // at the cap it neither started a thread nor armed the controller. Now that
+  // it is gone, make sure someone will run what is queued (during shutdown:
+  // mandatory tasks), or the task would be stranded.
+  if (m_.queued.load(kRelaxed) > 0 && idle_count_ == 0) {
+    const growth::Snapshot s = snapshot_locked();
+    if (growth::spawn_must_start_thread(s)) {
+      ++threads_;
+      ++starting_;
+      ++live_os_threads_;
+      a.start_workers = 1;
+    } else if (!shutdown_ && !controller_armed_ && growth::should_watch(s)) {
+      arm_controller_locked(a);
+    }
+  }
   leave_join_chain_locked(a);
   exit_cv_.notify_all();
   if (threads_ == 0) ctl_cv_.notify_all();  // the controller exits with the last worker
   lk.unlock();
-  if (a.has_join) pthread_join(a.join, nullptr);
+  perform(a);  // start a replacement / wake the controller, then join the previous exiter
   set_current_pool_core(nullptr);
   w->release();  // may drop the last reference to this Core
 }
@@ -158,9 +174,11 @@ void Core::run_controller() noexcept {
       continue;
     }
     const std::uint64_t seen = started_tasks_;
-    const auto until = std::chrono::steady_clock::now() + interval;
+    const auto began = std::chrono::steady_clock::now();
+    const auto until = began + interval;
     while (!shutdown_ && std::chrono::steady_clock::now() < until) ctl_cv_.wait_until(lk, until);
     if (shutdown_) break;
+    const bool on_time = growth::woke_on_time(std::chrono::steady_clock::now() - began, interval);
     const growth::Snapshot s = snapshot_locked();
     if (!growth::should_watch(s)) {
       controller_armed_ = false;
@@ -168,7 +186,7 @@ void Core::run_controller() noexcept {
     }
     const bool progressed = started_tasks_ != seen;
     interval = std::max(growth::next_interval(interval, progressed), backoff);
-    if (progressed) continue;
+    if (progressed || !on_time) continue;
     const std::size_t n = growth::threads_to_add_on_stall(s);
     if (n == 0) continue;
     threads_ += n;
