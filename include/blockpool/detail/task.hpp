@@ -184,7 +184,9 @@ template <class T>
 class ResultSlot {
  public:
   ResultSlot() noexcept {}
-  ~ResultSlot() { reset(); }
+  // Never throws: an exception from T's destructor (a result nobody took,
+  // or the moved-from shell left by take()) is swallowed; see reset().
+  ~ResultSlot() noexcept { reset(); }
   ResultSlot(const ResultSlot&) = delete;
   ResultSlot& operator=(const ResultSlot&) = delete;
 
@@ -226,7 +228,19 @@ class ResultSlot {
   void reset() noexcept {
     switch (kind_) {
       case kValue:
-        value_.~T();
+        if constexpr (std::is_nothrow_destructible_v<T>) {
+          value_.~T();
+        } else {
+          // A result type whose destructor may throw (noexcept(false)): the
+          // pool destroys results on its own threads or in a handle's
+          // destructor, where nobody could catch it. Swallow it rather than
+          // std::terminate. A value the user took with get() is theirs, and so
+          // is any exception its destructor throws.
+          try {
+            value_.~T();
+          } catch (...) {
+          }
+        }
         break;
       case kException:
         exc_.~exception_ptr();
@@ -336,8 +350,13 @@ class TaskImpl final : public TaskBase {
         self->result_.set_value(self->invoke());
       }
     } catch (...) {
-      self->result_.set_exception(std::current_exception());
-      outcome = kFailed;
+      if (self->result_.has_value()) {
+        // The value is stored; what threw is the destructor of the temporary
+        // it was moved from. The task completed: swallow it (see ~ResultSlot).
+      } else {
+        self->result_.set_exception(std::current_exception());
+        outcome = kFailed;
+      }
     }
     self->fn_.~F();
     return outcome;
