@@ -1,0 +1,124 @@
+// tests/fault_alloc_test.cpp: allocation failure during spawn (label "stress").
+//
+// This binary replaces the global operator new with one that can be told to
+// throw std::bad_alloc on the Nth allocation made by the calling thread.
+// Documented outcome (pool.hpp, docs/reliability.md): spawn_blocking throws
+// std::bad_alloc at the call and nothing was spawned (Metrics::spawned is
+// unchanged, the callable never runs); the pool stays usable. An allocation
+// the pool makes later, inside submit (a Worker record for a new thread), is
+// never thrown to the caller: it is a thread-creation failure (ENOMEM).
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <new>
+#include <string>
+#include <vector>
+
+#include "stress_util.hpp"
+
+namespace {
+// 0: off. Otherwise the allocation that brings it to 0 throws.
+thread_local long t_fail_countdown = 0;
+}  // namespace
+
+void* operator new(std::size_t n) {
+  if (t_fail_countdown > 0 && --t_fail_countdown == 0) throw std::bad_alloc();
+  if (n == 0) n = 1;
+  if (void* p = std::malloc(n)) return p;
+  throw std::bad_alloc();
+}
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"  // new above is malloc-based
+#endif
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+
+using blockpool::JoinError;
+
+namespace {
+std::atomic<long> g_live{0};
+struct Tracked {
+  Tracked() { g_live.fetch_add(1); }
+  Tracked(const Tracked&) { g_live.fetch_add(1); }
+  ~Tracked() { g_live.fetch_sub(1); }
+};
+}  // namespace
+
+TEST(FaultAlloc, FirstAllocationOfSpawnThrowsAndNothingIsSpawned) {
+  blockpool::Pool pool;
+  EXPECT_EQ(pool.spawn_blocking([] { return 1; }).get(), 1);
+  std::atomic<int> runs{0};
+  const auto before = pool.metrics().spawned;
+  t_fail_countdown = 1;
+  EXPECT_THROW((void)pool.spawn_blocking([&] { return runs.fetch_add(1); }), std::bad_alloc);
+  t_fail_countdown = 0;
+  EXPECT_EQ(pool.metrics().spawned, before);
+  EXPECT_EQ(pool.spawn_blocking([] { return 2; }).get(), 2);  // still usable
+  ASSERT_TRUE(pool.shutdown());
+  EXPECT_EQ(runs.load(), 0);
+  const auto m = pool.metrics();
+  EXPECT_EQ(m.spawned, 2u);
+  EXPECT_EQ(m.spawned, m.completed + m.failed + m.cancelled);
+}
+
+// Fail each allocation in turn (the task block, the stop state of a
+// stop-token callable, the copy of a captured string, a new thread's record):
+// either the call throws bad_alloc and nothing was spawned, or the task was
+// spawned and ends exactly once. Fresh pools, so the first-thread path is hit.
+TEST(FaultAlloc, EveryAllocationPointOfSpawn) {
+  int threw = 0, spawned_ok = 0, spawn_failures = 0;
+  for (long n = 1; n <= 8; ++n) {
+    for (int variant = 0; variant < 3; ++variant) {
+      SCOPED_TRACE("fail allocation #" + std::to_string(n) + ", variant " + std::to_string(variant));
+      blockpool::Pool pool = blockpool::Builder{}.max_threads(2).build();
+      std::atomic<int> runs{0};
+      const std::string big(200, 'x');  // copying it allocates
+      bool threw_now = false;
+      std::optional<blockpool::JoinHandle<int>> h;
+      t_fail_countdown = n;
+      try {
+        if (variant == 0)
+          h = pool.spawn_blocking([&, t = Tracked{}] { return runs.fetch_add(1), 1; });
+        else if (variant == 1)
+          h = pool.spawn_blocking([&, t = Tracked{}](std::stop_token) { return runs.fetch_add(1), 1; });
+        else
+          h = pool.spawn_mandatory_blocking(
+              [&, t = Tracked{}, s = big] { return runs.fetch_add(1), static_cast<int>(s.size()); });
+      } catch (const std::bad_alloc&) {
+        threw_now = true;
+      }
+      t_fail_countdown = 0;
+      if (threw_now) {
+        ++threw;
+        EXPECT_EQ(pool.metrics().spawned, 0u);
+        EXPECT_FALSE(h.has_value());
+      } else {
+        ASSERT_TRUE(h.has_value());
+        try {
+          EXPECT_GE(h->get(), 1);
+          EXPECT_EQ(runs.load(), 1);
+          ++spawned_ok;
+        } catch (const JoinError& e) {
+          // The pool's own allocation for the first thread failed: the task
+          // could not run (ENOMEM), it never ran.
+          EXPECT_TRUE(e.is_spawn_failure()) << e.what();
+          EXPECT_EQ(e.code().value(), ENOMEM);
+          EXPECT_EQ(runs.load(), 0);
+          ++spawn_failures;
+        }
+      }
+      // The pool is still usable.
+      EXPECT_EQ(pool.spawn_blocking([] { return 7; }).get(), 7);
+      ASSERT_TRUE(pool.shutdown());
+      const auto m = pool.metrics();
+      EXPECT_EQ(m.spawned, m.completed + m.failed + m.cancelled);
+      EXPECT_EQ(m.threads, 0u);
+      EXPECT_EQ(g_live.load(), 0) << "a callable leaked";
+    }
+  }
+  EXPECT_GT(threw, 0);
+  EXPECT_GT(spawned_ok, 0);
+  std::printf("[fault] alloc points: %d threw bad_alloc, %d spawned, %d spawn failures\n", threw,
+              spawned_ok, spawn_failures);
+}

@@ -1,0 +1,18 @@
+# Reliability tests (issue 5): exactly-once stress, fault injection, load.
+#   stress_test      label "stress"; budget BLOCKPOOL_STRESS_SECONDS (default 10 s)
+#   fault_test       label "stress"; fast
+#   fault_alloc_test label "stress"; replaces global operator new
+#   load_test        label "load"; only with -DBLOCKPOOL_LOAD_TESTS=ON (scripts/load.sh)
+option(BLOCKPOOL_LOAD_TESTS "Register the load test (1M tasks, 512 threads) with ctest" OFF)
+
+blockpool_add_test(stress_test SOURCES stress_test.cpp LABELS stress TIMEOUT 600)
+blockpool_add_test(fault_test SOURCES fault_test.cpp LABELS stress TIMEOUT 300)
+blockpool_add_test(fault_alloc_test SOURCES fault_alloc_test.cpp LABELS stress TIMEOUT 300)
+
+# The load test is a plain program (prints figures for docs/reliability.md).
+add_executable(load_test load_test.cpp)
+target_link_libraries(load_test PRIVATE blockpool::blockpool blockpool_warnings)
+if(BLOCKPOOL_LOAD_TESTS)
+  add_test(NAME load_test COMMAND load_test)
+  set_tests_properties(load_test PROPERTIES LABELS load TIMEOUT 1200)
+endif()
