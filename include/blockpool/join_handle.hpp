@@ -14,12 +14,28 @@
 // its result is destroyed when the task ends. A handle may outlive its pool.
 //
 // Coroutines: `co_await std::move(handle)` (or `co_await handle`) suspends
-// until the task ends and yields what get() would. THE COROUTINE RESUMES ON
-// THE THREAD THAT ENDS THE TASK: normally one of the pool's blocking threads,
-// or the thread that calls abort() or shutdown(). Code after the co_await then
-// runs there. To come back to your own executor, await through the Asio layer
-// (<blockpool/asio.hpp>) or use handle.resume_via(scheduler) (see below), which
-// resumes the coroutine through a callable you provide instead.
+// until the task ends and yields what get() would (the value, the task's own
+// exception, or JoinError); it consumes the handle like get(), so an lvalue
+// handle is empty afterwards. Any coroutine type works: no executor needed.
+//
+// WHICH THREAD RESUMES THE COROUTINE (plain co_await):
+//   * the task had already ended when co_await began: no suspension; the
+//     coroutine simply goes on, on the thread that awaited;
+//   * the task completes or fails: the pool thread that ran it, right after
+//     it ended. The code after co_await then runs ON THAT BLOCKING THREAD,
+//     which stays busy (and unavailable to other tasks) until the coroutine
+//     next suspends or finishes;
+//   * the task is cancelled by abort(): the thread calling abort(), inside
+//     that call (abort() returns once the coroutine has suspended again or
+//     finished);
+//   * the task is cancelled by shutdown: the thread calling shutdown(),
+//     shutdown_background() or the pool's destructor, inside that call;
+//   * the task ends as a spawn failure (no thread could be created): the
+//     thread that tried to create one (normally the pool's controller).
+// To resume somewhere else use handle.resume_via(schedule) (below): the
+// coroutine is then always resumed by your scheduler, never inline; or await
+// through the Asio layer (<blockpool/asio.hpp>), which resumes an
+// asio::awaitable on its own executor.
 #pragma once
 
 #include <chrono>
@@ -169,8 +185,16 @@ class JoinHandle {
   Awaiter operator co_await() && noexcept { return Awaiter(*this); }
 
   // `co_await handle.resume_via([&](std::coroutine_handle<> h){ loop.post(h); })`
+  // The coroutine always suspends; `schedule(h)` is called exactly once,
+  // on the thread that ends the task (see the list at the top of this file),
+  // or on the awaiting thread from within co_await if the task had already
+  // ended. The coroutine resumes wherever `schedule` has it resumed, so code
+  // after the co_await runs on your executor, never on a blocking thread
+  // unless you put it there.
   // Requirements: schedule(h) must not throw and must eventually call
-  // h.resume() exactly once.
+  // h.resume() exactly once. `schedule` itself lives in the coroutine frame:
+  // once it has handed `h` over (another thread may resume, and even
+  // finish, the coroutine at once), it must not touch its own state again.
   template <class Schedule>
   ViaAwaiter<std::decay_t<Schedule>> resume_via(Schedule&& schedule) {
     check();

@@ -1,0 +1,291 @@
+// blockpool/asio.hpp: spawn_blocking as an Asio asynchronous operation.
+//
+//   #include <blockpool/asio.hpp>
+//
+//   // in an asio::awaitable<> coroutine:
+//   std::string text = co_await blockpool::async_spawn_blocking(
+//       pool, [path] { return read_file(path); }, asio::use_awaitable);
+//
+// Needs standalone Asio 1.22 or later (the CMake target blockpool::asio adds
+// the include path and, for clang, the defines that switch on Asio's
+// coroutine support). Everything else in blockpool works without Asio.
+//
+// async_spawn_blocking(pool_or_handle, f, token)
+//   * pool_or_handle: a blockpool::Pool or a blockpool::Handle. The operation
+//     keeps a Handle (never a reference to the Pool), so a deferred or lazily
+//     started operation (asio::experimental::deferred, asio::use_awaitable)
+//     may outlive the Pool object: it then completes as cancelled.
+//   * f: what Pool::spawn_blocking accepts (moved or copied into the task); it
+//     may take a std::stop_token, which cancellation triggers (see below).
+//   * The task is spawned when the operation is initiated: at once for
+//     callbacks and asio::use_future, when awaited for asio::use_awaitable,
+//     when launched for deferred.
+//   * Initiation throws only what allocating the operation or the task
+//     throws (std::bad_alloc); then nothing was spawned.
+//
+// Completion signature, R = the callable's return type:
+//   * R is void:                        void(std::exception_ptr)
+//   * R is default-constructible:       void(std::exception_ptr, R)
+//   * R is not default-constructible:   void(std::exception_ptr, std::optional<R>)
+//   (blockpool::asio_value_t<R> names the second argument's type). On success
+//   the exception_ptr is null and the value is the callable's result (moved;
+//   move-only types are fine). On failure the exception_ptr holds the
+//   callable's own exception unchanged, or a blockpool::JoinError (cancelled,
+//   spawn failure), and the value is R{} (or an empty optional). With
+//   asio::use_awaitable and asio::use_future the exception is thrown and the
+//   value returned; with asio::experimental::as_tuple you get both.
+//
+// Where the completion runs
+//   * Always on the handler's associated executor, through asio::post: never
+//     inline in the initiating call (even when the task has already ended,
+//     e.g. on a pool that is shutting down) and never on a blocking thread.
+//   * There is no I/O object here, so a handler with no associated executor
+//     gets Asio's default, asio::system_executor: a plain callback then runs
+//     on one of Asio's system_context threads (a hidden thread pool). Give it
+//     the executor you want with asio::bind_executor(io_context_or_strand, cb).
+//     With asio::use_awaitable the associated executor is the coroutine's, so
+//     the coroutine resumes on its own executor. asio::use_future completes
+//     on the system executor, which is what a std::future wants.
+//   * Until it completes, the operation holds outstanding work on that
+//     executor (execution::outstanding_work.tracked, or executor_work_guard
+//     for old-style executors), so io_context::run() does not return while a
+//     task is still running. Keep the executor's context alive until then.
+//   * The handler's associated allocator allocates the operation state (one
+//     block per operation, on top of the pool's own task block) and, through
+//     asio::post, the posted completion.
+//
+// Cancellation (the handler's associated cancellation slot)
+//   * terminal or partial: a task that has not started never runs: it leaves
+//     the queue and the operation completes at once (posted, as always) with a
+//     cancelled JoinError. A task that is running gets its std::stop_token
+//     triggered (when the callable takes one); the operation completes when
+//     the callable returns, with whatever it returned or threw.
+//   * total only: ignored. Total cancellation promises no observable effect,
+//     and the pool cannot atomically say "cancel only if not yet started";
+//     a stop request racing with the task's start could leave half-done work.
+//   * asio::use_awaitable coroutines pass terminal cancellation by default, so
+//     `co_await (async_spawn_blocking(...) || timer.async_wait(...))` from
+//     asio::experimental::awaitable_operators stops a stoppable task when the
+//     timer wins. Cancellation signals must be emitted on the handler's
+//     executor (as Asio requires of every slot): the operation clears its slot
+//     there when it completes.
+//
+// Memory and threads: the completion is posted from the thread that ends the
+// task (a pool thread, or the thread calling abort/shutdown, e.g. the one
+// emitting cancellation). If posting fails to allocate, std::terminate is
+// called (the post happens in a noexcept context).
+#pragma once
+
+#include <asio/associated_allocator.hpp>
+#include <asio/associated_cancellation_slot.hpp>
+#include <asio/associated_executor.hpp>
+#include <asio/async_result.hpp>
+#include <asio/cancellation_signal.hpp>
+#include <asio/cancellation_type.hpp>
+#include <asio/execution.hpp>
+#include <asio/executor_work_guard.hpp>
+#include <asio/post.hpp>
+#include <asio/prefer.hpp>
+#include <asio/system_executor.hpp>
+#include <exception>
+#include <memory>
+#include <optional>
+#include <type_traits>
+#include <utility>
+
+#include "blockpool/detail/task.hpp"
+#include "blockpool/join_handle.hpp"
+#include "blockpool/pool.hpp"
+
+namespace blockpool {
+
+// The second argument of the completion signature for a task returning R
+// (R not void): R itself if default-constructible, else std::optional<R>.
+template <class R>
+using asio_value_t = std::conditional_t<std::is_default_constructible_v<R>, R, std::optional<R>>;
+
+namespace detail::asio_adapter {
+
+template <class R>
+struct Signature {
+  using type = void(std::exception_ptr, asio_value_t<R>);
+};
+template <>
+struct Signature<void> {
+  using type = void(std::exception_ptr);
+};
+template <class F>
+using signature_t = typename Signature<spawn_result_t<F>>::type;
+
+// Outstanding work on `ex` for as long as the returned object lives.
+template <class Ex>
+auto track_work(const Ex& ex) {
+  if constexpr (::asio::execution::is_executor<Ex>::value) {
+    return ::asio::prefer(ex, ::asio::execution::outstanding_work.tracked);
+  } else {
+    return ::asio::executor_work_guard<Ex>(ex);
+  }
+}
+
+// Forwards a cancellation request to the task. Lives in the slot's own
+// storage; the operation clears the slot before it goes away.
+struct CancelHandler {
+  TaskBase* task;
+  void operator()(::asio::cancellation_type_t type) const noexcept {
+    const auto wanted = ::asio::cancellation_type::terminal | ::asio::cancellation_type::partial;
+    if ((type & wanted) != ::asio::cancellation_type::none) task->abort();
+  }
+};
+
+// The operation state: the handler, the work it holds, the JoinHandle.
+// Allocated with the handler's associated allocator. It is the task's
+// continuation, so it stays alive until the task has ended and the posted
+// completion has run (or been destroyed unrun by a dying execution context).
+template <class R, class Handler>
+class Op final : public Continuation {
+ public:
+  using executor_type = ::asio::associated_executor_t<Handler, ::asio::system_executor>;
+  using allocator_type = ::asio::associated_allocator_t<Handler>;
+  using slot_type = ::asio::associated_cancellation_slot_t<Handler>;
+
+  template <class H, class F>
+  static void start(H&& handler, const Handle& pool, F&& f) {
+    OpAlloc alloc(::asio::get_associated_allocator(handler));
+    Op* op = std::allocator_traits<OpAlloc>::allocate(alloc, 1);
+    try {
+      ::new (static_cast<void*>(op)) Op(std::forward<H>(handler));
+    } catch (...) {
+      std::allocator_traits<OpAlloc>::deallocate(alloc, op, 1);
+      throw;
+    }
+    try {
+      op->handle_ = pool.spawn_blocking(std::forward<F>(f));
+    } catch (...) {
+      op->destroy();
+      throw;
+    }
+    TaskBase* task = op->handle_.task_for_adapter();
+    // The slot handler goes in before the continuation: once the
+    // continuation is set, the operation may complete (and free itself) on
+    // another thread at any moment, so `op` must not be touched after.
+    if (op->slot_.is_connected()) op->slot_.template emplace<CancelHandler>(CancelHandler{task});
+    if (!task->set_continuation(op)) on_end(op);  // already ended: still posted
+  }
+
+ private:
+  using OpAlloc = typename std::allocator_traits<allocator_type>::template rebind_alloc<Op>;
+
+  // The posted function object: owns the Op until it runs.
+  class Completion {
+   public:
+    using executor_type = typename Op::executor_type;
+    using allocator_type = typename Op::allocator_type;
+
+    explicit Completion(Op* op) noexcept : op_(op) {}
+    Completion(Completion&& other) noexcept : op_(std::exchange(other.op_, nullptr)) {}
+    Completion& operator=(Completion&&) = delete;
+    ~Completion() {
+      if (op_ != nullptr) op_->destroy();  // discarded unrun (context destroyed)
+    }
+    executor_type get_executor() const noexcept { return op_->executor_; }
+    allocator_type get_allocator() const noexcept {
+      return ::asio::get_associated_allocator(op_->handler_);
+    }
+    void operator()() { std::exchange(op_, nullptr)->complete(); }
+
+   private:
+    Op* op_;
+  };
+
+  template <class H>
+  explicit Op(H&& handler)
+      : handler_(std::forward<H>(handler)),
+        executor_(::asio::get_associated_executor(handler_, ::asio::system_executor())),
+        work_(track_work(executor_)),
+        slot_(::asio::get_associated_cancellation_slot(handler_)) {
+    fn = &Op::on_end;
+  }
+
+  // On the thread that ends the task. Posting never runs the handler inline.
+  // The posted completion may run (and release the operation's work) on
+  // another thread before post() has returned here, and an io_context is
+  // free to stop and be destroyed once its work runs out. So this thread
+  // holds work of its own until post() is done with the execution context.
+  static void on_end(Continuation* c) noexcept {
+    Op* op = static_cast<Op*>(c);
+    [[maybe_unused]] const auto posting_work = track_work(op->executor_);
+    ::asio::post(Completion(op));  // `op` belongs to the completion now
+  }
+
+  // On the handler's executor.
+  void complete() {
+    if (slot_.is_connected()) slot_.clear();
+    std::exception_ptr error = handle_.exception();
+    if constexpr (std::is_void_v<R>) {
+      Handler handler = release();
+      std::move(handler)(std::move(error));
+    } else {
+      asio_value_t<R> value = error ? asio_value_t<R>() : asio_value_t<R>(handle_.get());
+      Handler handler = release();
+      std::move(handler)(std::move(error), std::move(value));
+    }
+  }
+
+  // Frees the operation state but keeps the handler: Asio's rule is to
+  // deallocate before the upcall, so the handler may start a new operation
+  // that reuses the memory. The work guard goes too; the running handler
+  // itself still counts as work for its execution context.
+  Handler release() {
+    OpAlloc alloc(::asio::get_associated_allocator(handler_));
+    Handler handler(std::move(handler_));
+    free_with(alloc);
+    return handler;
+  }
+
+  void destroy() noexcept { free_with(OpAlloc(::asio::get_associated_allocator(handler_))); }
+
+  void free_with(OpAlloc alloc) noexcept {
+    if (slot_.is_connected()) slot_.clear();
+    this->~Op();
+    std::allocator_traits<OpAlloc>::deallocate(alloc, this, 1);
+  }
+
+  Handler handler_;
+  executor_type executor_;
+  decltype(track_work(std::declval<const executor_type&>())) work_;
+  slot_type slot_;
+  JoinHandle<R> handle_;
+};
+
+class Initiation {
+ public:
+  explicit Initiation(Handle pool) noexcept : pool_(std::move(pool)) {}
+
+  template <class Handler, class F>
+  void operator()(Handler&& handler, F&& f) const {
+    using R = spawn_result_t<F>;
+    Op<R, std::decay_t<Handler>>::start(std::forward<Handler>(handler), pool_, std::forward<F>(f));
+  }
+
+ private:
+  Handle pool_;
+};
+
+}  // namespace detail::asio_adapter
+
+// Runs `f` on `pool`'s blocking threads as an Asio asynchronous operation;
+// see the top of this header for the completion signature, executor,
+// work-tracking, allocator and cancellation rules.
+template <class F, class CompletionToken>
+auto async_spawn_blocking(const Handle& pool, F&& f, CompletionToken&& token) {
+  return ::asio::async_initiate<CompletionToken, detail::asio_adapter::signature_t<F>>(
+      detail::asio_adapter::Initiation(pool), token, std::forward<F>(f));
+}
+
+template <class F, class CompletionToken>
+auto async_spawn_blocking(const Pool& pool, F&& f, CompletionToken&& token) {
+  return async_spawn_blocking(pool.handle(), std::forward<F>(f),
+                              std::forward<CompletionToken>(token));
+}
+
+}  // namespace blockpool

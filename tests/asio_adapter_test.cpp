@@ -1,0 +1,577 @@
+// Tests for <blockpool/asio.hpp>: tokens, the completion's executor, work
+// tracking, the associated allocator and cancellation.
+//
+// Waits are bounded (futures with timeouts, io_context::run_for); nothing
+// sleeps to synchronise. The only timing assertion is the generous bound in
+// the awaitable_operators test.
+#include "blockpool/asio.hpp"
+
+#include <gtest/gtest.h>
+
+#include <asio/bind_allocator.hpp>
+#include <asio/bind_cancellation_slot.hpp>
+#include <asio/bind_executor.hpp>
+#include <asio/co_spawn.hpp>
+#include <asio/detached.hpp>
+#include <asio/experimental/as_tuple.hpp>
+#include <asio/experimental/awaitable_operators.hpp>
+#include <asio/experimental/deferred.hpp>
+#include <asio/io_context.hpp>
+#include <asio/steady_timer.hpp>
+#include <asio/strand.hpp>
+#include <asio/use_awaitable.hpp>
+#include <asio/use_future.hpp>
+#include <atomic>
+#include <chrono>
+#include <future>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "blockpool/blockpool.hpp"
+
+namespace {
+
+using namespace std::chrono_literals;
+using blockpool::JoinError;
+
+constexpr auto kBound = 20s;  // generous upper bound for any wait
+
+// A pool that remembers its threads' ids.
+struct TrackedPool {
+  explicit TrackedPool(std::size_t max_threads = 8)
+      : pool(blockpool::Builder{}
+                 .max_threads(max_threads)
+                 .on_thread_start([this] {
+                   std::lock_guard lock(mu);
+                   ids.insert(std::this_thread::get_id());
+                 })
+                 .build()) {}
+  bool is_pool_thread(std::thread::id id) {
+    std::lock_guard lock(mu);
+    return ids.count(id) != 0;
+  }
+  std::mutex mu;
+  std::set<std::thread::id> ids;
+  blockpool::Pool pool;  // last: destroyed first, while mu/ids are alive
+};
+
+// A one-shot gate a task can block on (bounded).
+struct Gate {
+  std::promise<void> p;
+  std::shared_future<void> f = p.get_future().share();
+  void open() { p.set_value(); }
+  bool wait() const { return f.wait_for(kBound) == std::future_status::ready; }
+};
+
+// Runs `io` until `done` or the bound; returns whether done.
+template <class Pred>
+bool run_until(asio::io_context& io, Pred done) {
+  const auto deadline = std::chrono::steady_clock::now() + kBound;
+  while (!done() && std::chrono::steady_clock::now() < deadline) {
+    io.restart();
+    io.run_for(100ms);
+  }
+  return done();
+}
+
+std::string join_error_text(const std::exception_ptr& e) {
+  try {
+    std::rethrow_exception(e);
+  } catch (const JoinError& je) {
+    return je.is_cancelled() ? "cancelled" : "spawn-failure";
+  } catch (const std::exception& ex) {
+    return std::string("other: ") + ex.what();
+  }
+}
+
+// ---- Plain callbacks ------------------------------------------------------
+
+TEST(AsioAdapter, CallbackValueOnIoThreadNeverInline) {
+  TrackedPool tp;
+  asio::io_context io;
+  bool called = false;
+  int value = 0;
+  std::thread::id task_thread, completion_thread;
+  blockpool::async_spawn_blocking(
+      tp.pool,
+      [&] {
+        task_thread = std::this_thread::get_id();
+        return 42;
+      },
+      asio::bind_executor(io, [&](std::exception_ptr e, int v) {
+        EXPECT_FALSE(e);
+        completion_thread = std::this_thread::get_id();
+        value = v;
+        called = true;
+      }));
+  EXPECT_FALSE(called);  // never inline in the initiating call
+  io.run();              // returns only after the completion: work was held
+  ASSERT_TRUE(called);
+  EXPECT_EQ(value, 42);
+  EXPECT_EQ(completion_thread, std::this_thread::get_id());
+  EXPECT_TRUE(tp.is_pool_thread(task_thread));
+  EXPECT_FALSE(tp.is_pool_thread(completion_thread));
+}
+
+TEST(AsioAdapter, WorkIsHeldWhileTheTaskRuns) {
+  blockpool::Pool pool;
+  asio::io_context io;
+  Gate gate;
+  bool called = false;
+  blockpool::async_spawn_blocking(
+      pool, [&] { return gate.wait(); },
+      asio::bind_executor(io, [&](std::exception_ptr e, bool opened) {
+        EXPECT_FALSE(e);
+        EXPECT_TRUE(opened);
+        called = true;
+      }));
+  // With no outstanding work poll() would stop the context; the operation
+  // holds work, so it stays live although nothing else is queued.
+  io.poll();
+  EXPECT_FALSE(io.stopped());
+  EXPECT_FALSE(called);
+  gate.open();
+  io.run();  // no other work: returns only once the completion has run
+  EXPECT_TRUE(called);
+  EXPECT_TRUE(io.stopped());
+}
+
+TEST(AsioAdapter, ExceptionDeliveredUnchanged) {
+  blockpool::Pool pool;
+  asio::io_context io;
+  std::exception_ptr got;
+  int value = -1;
+  blockpool::async_spawn_blocking(
+      pool, []() -> int { throw std::out_of_range("boom"); },
+      asio::bind_executor(io, [&](std::exception_ptr e, int v) {
+        got = e;
+        value = v;
+      }));
+  io.run();
+  ASSERT_TRUE(got);
+  EXPECT_EQ(value, 0);  // R{} on failure
+  EXPECT_THROW(std::rethrow_exception(got), std::out_of_range);
+}
+
+TEST(AsioAdapter, VoidTaskHasExceptionOnlySignature) {
+  blockpool::Pool pool;
+  asio::io_context io;
+  std::atomic<bool> ran{false};
+  bool called = false;
+  blockpool::async_spawn_blocking(pool, [&] { ran = true; },
+                                  asio::bind_executor(io, [&](std::exception_ptr e) {
+                                    EXPECT_FALSE(e);
+                                    called = true;
+                                  }));
+  io.run();
+  EXPECT_TRUE(called);
+  EXPECT_TRUE(ran);
+}
+
+TEST(AsioAdapter, StrandExecutorRunsTheCompletion) {
+  TrackedPool tp;
+  asio::io_context io;
+  auto strand = asio::make_strand(io);
+  constexpr int kOps = 32;
+  std::atomic<int> done{0};
+  std::atomic<int> on_strand{0};
+  std::atomic<int> on_pool{0};
+  for (int i = 0; i < kOps; ++i) {
+    blockpool::async_spawn_blocking(
+        tp.pool, [i] { return i; },
+        asio::bind_executor(strand, [&, i](std::exception_ptr e, int v) {
+          EXPECT_FALSE(e);
+          EXPECT_EQ(v, i);
+          if (strand.running_in_this_thread()) ++on_strand;
+          if (tp.is_pool_thread(std::this_thread::get_id())) ++on_pool;
+          ++done;
+        }));
+  }
+  std::thread second([&] { io.run(); });
+  io.run();
+  second.join();
+  EXPECT_EQ(done.load(), kOps);
+  EXPECT_EQ(on_strand.load(), kOps);
+  EXPECT_EQ(on_pool.load(), 0);
+}
+
+TEST(AsioAdapter, NoAssociatedExecutorMeansSystemExecutor) {
+  TrackedPool tp;
+  std::promise<std::thread::id> where;
+  auto fut = where.get_future();
+  blockpool::async_spawn_blocking(tp.pool, [] { return 1; }, [&](std::exception_ptr, int) {
+    where.set_value(std::this_thread::get_id());
+  });
+  ASSERT_EQ(fut.wait_for(kBound), std::future_status::ready);
+  const auto id = fut.get();
+  EXPECT_NE(id, std::this_thread::get_id());  // not inline in the initiating call
+  EXPECT_FALSE(tp.is_pool_thread(id));  // an Asio system_context thread
+}
+
+TEST(AsioAdapter, AlreadyEndedTaskStillCompletesThroughTheExecutor) {
+  // A Handle without a pool cancels every spawn at once: the task has ended
+  // before the continuation is set, and the completion must still be posted.
+  blockpool::Handle empty;
+  asio::io_context io;
+  bool called = false;
+  std::string what;
+  blockpool::async_spawn_blocking(empty, [] { return 1; },
+                                  asio::bind_executor(io, [&](std::exception_ptr e, int) {
+                                    what = join_error_text(e);
+                                    called = true;
+                                  }));
+  EXPECT_FALSE(called);
+  io.run();
+  EXPECT_TRUE(called);
+  EXPECT_EQ(what, "cancelled");
+}
+
+// ---- Allocator ------------------------------------------------------------
+
+struct AllocCounts {
+  std::atomic<int> allocations{0};
+  std::atomic<int> deallocations{0};
+};
+
+template <class T>
+struct CountingAllocator {
+  using value_type = T;
+  AllocCounts* counts;
+  explicit CountingAllocator(AllocCounts* c) noexcept : counts(c) {}
+  template <class U>
+  CountingAllocator(const CountingAllocator<U>& o) noexcept : counts(o.counts) {}
+  T* allocate(std::size_t n) {
+    ++counts->allocations;
+    return std::allocator<T>().allocate(n);
+  }
+  void deallocate(T* p, std::size_t n) noexcept {
+    ++counts->deallocations;
+    std::allocator<T>().deallocate(p, n);
+  }
+  template <class U>
+  bool operator==(const CountingAllocator<U>& o) const noexcept {
+    return counts == o.counts;
+  }
+};
+
+TEST(AsioAdapter, AssociatedAllocatorIsUsed) {
+  blockpool::Pool pool;
+  asio::io_context io;
+  AllocCounts counts;
+  bool called = false;
+  blockpool::async_spawn_blocking(
+      pool, [] { return std::string(100, 'x'); },
+      asio::bind_executor(io, asio::bind_allocator(CountingAllocator<void>(&counts),
+                                                   [&](std::exception_ptr e, std::string s) {
+                                                     EXPECT_FALSE(e);
+                                                     EXPECT_EQ(s.size(), 100u);
+                                                     called = true;
+                                                   })));
+  EXPECT_GE(counts.allocations.load(), 1);  // the operation state
+  io.run();
+  EXPECT_TRUE(called);
+  // The state and the posted completion were both allocated with it.
+  EXPECT_GE(counts.allocations.load(), 2);
+  EXPECT_EQ(counts.allocations.load(), counts.deallocations.load());
+}
+
+// ---- Futures, deferred, as_tuple -----------------------------------------
+
+TEST(AsioAdapter, UseFutureValueAndException) {
+  blockpool::Pool pool;
+  std::future<int> ok = blockpool::async_spawn_blocking(pool, [] { return 7; }, asio::use_future);
+  ASSERT_EQ(ok.wait_for(kBound), std::future_status::ready);
+  EXPECT_EQ(ok.get(), 7);
+
+  std::future<void> bad = blockpool::async_spawn_blocking(
+      pool, [] { throw std::runtime_error("bad"); }, asio::use_future);
+  ASSERT_EQ(bad.wait_for(kBound), std::future_status::ready);
+  EXPECT_THROW(bad.get(), std::runtime_error);
+}
+
+TEST(AsioAdapter, DeferredSpawnsOnlyWhenLaunched) {
+  blockpool::Pool pool;
+  asio::io_context io;
+  std::atomic<int> runs{0};
+  auto op = blockpool::async_spawn_blocking(
+      pool,
+      [&] {
+        ++runs;
+        return 5;
+      },
+      asio::experimental::deferred);
+  EXPECT_EQ(pool.metrics().spawned, 0u);
+  int value = 0;
+  std::move(op)(asio::bind_executor(io, [&](std::exception_ptr e, int v) {
+    EXPECT_FALSE(e);
+    value = v;
+  }));
+  io.run();
+  EXPECT_EQ(value, 5);
+  EXPECT_EQ(runs.load(), 1);
+  EXPECT_EQ(pool.metrics().spawned, 1u);
+}
+
+TEST(AsioAdapter, DeferredOutlivesThePoolAndCompletesCancelled) {
+  asio::io_context io;
+  std::atomic<bool> ran{false};
+  auto make = [&] {
+    blockpool::Pool pool;
+    return blockpool::async_spawn_blocking(pool, [&] { ran = true; },
+                                           asio::experimental::deferred);
+  };
+  auto op = make();  // the pool is gone now
+  std::string what;
+  std::move(op)(asio::bind_executor(io, [&](std::exception_ptr e) { what = join_error_text(e); }));
+  io.run();
+  EXPECT_EQ(what, "cancelled");
+  EXPECT_FALSE(ran);
+}
+
+// ---- Coroutines (use_awaitable) -------------------------------------------
+
+struct NoDefault {
+  explicit NoDefault(int v) : value(v) {}
+  int value;
+};
+
+TEST(AsioAdapter, AwaitableResumesOnItsExecutorWithEveryResultKind) {
+  TrackedPool tp;
+  asio::io_context io;
+  const auto io_thread = std::this_thread::get_id();
+  bool finished = false;
+  asio::co_spawn(
+      io,
+      [&]() -> asio::awaitable<void> {
+        int v = co_await blockpool::async_spawn_blocking(tp.pool, [] { return 3; },
+                                                         asio::use_awaitable);
+        EXPECT_EQ(v, 3);
+        EXPECT_EQ(std::this_thread::get_id(), io_thread);
+
+        std::unique_ptr<int> p = co_await blockpool::async_spawn_blocking(
+            tp.pool, [] { return std::make_unique<int>(9); }, asio::use_awaitable);
+        EXPECT_TRUE(p && *p == 9);
+
+        std::optional<NoDefault> nd = co_await blockpool::async_spawn_blocking(
+            tp.pool, [] { return NoDefault(11); }, asio::use_awaitable);
+        EXPECT_TRUE(nd.has_value() && nd->value == 11);
+
+        co_await blockpool::async_spawn_blocking(tp.pool, [] {}, asio::use_awaitable);
+        EXPECT_EQ(std::this_thread::get_id(), io_thread);
+
+        bool caught = false;
+        try {
+          co_await blockpool::async_spawn_blocking(
+              tp.pool, []() -> int { throw std::logic_error("task"); }, asio::use_awaitable);
+        } catch (const std::logic_error&) {
+          caught = true;
+        }
+        EXPECT_TRUE(caught);
+        EXPECT_EQ(std::this_thread::get_id(), io_thread);
+
+        auto [e, s] = co_await blockpool::async_spawn_blocking(
+            tp.pool, []() -> std::string { throw std::runtime_error("tuple"); },
+            asio::experimental::as_tuple(asio::use_awaitable));
+        EXPECT_TRUE(e);
+        EXPECT_TRUE(s.empty());
+
+        auto deferred_op = blockpool::async_spawn_blocking(tp.pool, [] { return 4; },
+                                                           asio::experimental::deferred);
+        int d = co_await std::move(deferred_op)(asio::use_awaitable);
+        EXPECT_EQ(d, 4);
+        finished = true;
+      },
+      [](std::exception_ptr e) {
+        if (e) std::rethrow_exception(e);
+      });
+  io.run();
+  EXPECT_TRUE(finished);
+}
+
+// ---- Cancellation ---------------------------------------------------------
+
+TEST(AsioAdapter, CancelBeforeStartRemovesTheTaskAndCompletesAtOnce) {
+  blockpool::Pool pool = blockpool::Builder{}.max_threads(1).build();
+  asio::io_context io;
+  Gate gate;
+  std::promise<void> blocker_started;
+  auto blocker = pool.spawn_blocking([&] {
+    blocker_started.set_value();
+    return gate.wait();
+  });
+  ASSERT_EQ(blocker_started.get_future().wait_for(kBound), std::future_status::ready);
+
+  asio::cancellation_signal signal;
+  std::atomic<bool> ran{false};
+  bool called = false;
+  std::string what;
+  blockpool::async_spawn_blocking(
+      pool, [&] { ran = true; },
+      asio::bind_cancellation_slot(signal.slot(),
+                                   asio::bind_executor(io, [&](std::exception_ptr e) {
+                                     what = join_error_text(e);
+                                     called = true;
+                                   })));
+  EXPECT_EQ(pool.metrics().queue_depth, 1u);
+  signal.emit(asio::cancellation_type::terminal);
+  EXPECT_FALSE(called);                        // posted, not run inside emit()
+  EXPECT_EQ(pool.metrics().queue_depth, 0u);   // left the queue at once
+  EXPECT_EQ(pool.metrics().cancelled, 1u);
+  // Completes while the only pool thread is still blocked.
+  ASSERT_TRUE(run_until(io, [&] { return called; }));
+  EXPECT_EQ(what, "cancelled");
+  EXPECT_FALSE(blocker.is_finished());
+  gate.open();
+  EXPECT_TRUE(blocker.get());
+  EXPECT_FALSE(ran);
+}
+
+TEST(AsioAdapter, PartialCancellationAlsoAborts) {
+  blockpool::Pool pool = blockpool::Builder{}.max_threads(1).build();
+  asio::io_context io;
+  Gate gate;
+  auto blocker = pool.spawn_blocking([&] { return gate.wait(); });
+  asio::cancellation_signal signal;
+  std::string what;
+  blockpool::async_spawn_blocking(
+      pool, [] { return 1; },
+      asio::bind_cancellation_slot(signal.slot(),
+                                   asio::bind_executor(io, [&](std::exception_ptr e, int) {
+                                     what = join_error_text(e);
+                                   })));
+  signal.emit(asio::cancellation_type::partial);
+  ASSERT_TRUE(run_until(io, [&] { return !what.empty(); }));
+  EXPECT_EQ(what, "cancelled");
+  gate.open();
+  EXPECT_TRUE(blocker.get());  // the task is done with the gate before it goes
+}
+
+TEST(AsioAdapter, TotalOnlyCancellationIsIgnored) {
+  blockpool::Pool pool = blockpool::Builder{}.max_threads(1).build();
+  asio::io_context io;
+  Gate gate;
+  auto blocker = pool.spawn_blocking([&] { return gate.wait(); });
+  asio::cancellation_signal signal;
+  bool called = false;
+  int value = 0;
+  blockpool::async_spawn_blocking(
+      pool, [] { return 8; },
+      asio::bind_cancellation_slot(signal.slot(),
+                                   asio::bind_executor(io, [&](std::exception_ptr e, int v) {
+                                     EXPECT_FALSE(e);
+                                     value = v;
+                                     called = true;
+                                   })));
+  signal.emit(asio::cancellation_type::total);
+  EXPECT_EQ(pool.metrics().cancelled, 0u);
+  gate.open();
+  io.run();
+  EXPECT_TRUE(called);
+  EXPECT_EQ(value, 8);
+  EXPECT_TRUE(blocker.get());
+}
+
+TEST(AsioAdapter, CancelAfterStartTriggersTheStopToken) {
+  blockpool::Pool pool;
+  asio::io_context io;
+  std::promise<void> started;
+  asio::cancellation_signal signal;
+  bool called = false;
+  bool saw_stop = false;
+  blockpool::async_spawn_blocking(
+      pool,
+      [&](std::stop_token st) {
+        started.set_value();
+        const auto deadline = std::chrono::steady_clock::now() + kBound;
+        while (!st.stop_requested() && std::chrono::steady_clock::now() < deadline)
+          std::this_thread::yield();
+        return st.stop_requested();
+      },
+      asio::bind_cancellation_slot(signal.slot(),
+                                   asio::bind_executor(io, [&](std::exception_ptr e, bool s) {
+                                     EXPECT_FALSE(e);  // it ran: its own result
+                                     saw_stop = s;
+                                     called = true;
+                                   })));
+  ASSERT_EQ(started.get_future().wait_for(kBound), std::future_status::ready);
+  signal.emit(asio::cancellation_type::terminal);
+  io.run();
+  EXPECT_TRUE(called);
+  EXPECT_TRUE(saw_stop);
+}
+
+TEST(AsioAdapter, AwaitableOrOperatorStopsTheTaskWhenTheTimerWins) {
+  using namespace asio::experimental::awaitable_operators;
+  blockpool::Pool pool;
+  asio::io_context io;
+  std::atomic<bool> observed_stop{false};
+  bool timer_won = false;
+  std::chrono::steady_clock::duration elapsed{};
+  asio::co_spawn(
+      io,
+      [&]() -> asio::awaitable<void> {
+        asio::steady_timer timer(io, 50ms);
+        const auto t0 = std::chrono::steady_clock::now();
+        auto result = co_await (
+            blockpool::async_spawn_blocking(
+                pool,
+                [&](std::stop_token st) {
+                  const auto end = std::chrono::steady_clock::now() + 2s;
+                  while (std::chrono::steady_clock::now() < end) {
+                    if (st.stop_requested()) {
+                      observed_stop = true;
+                      return 1;
+                    }
+                    std::this_thread::yield();
+                  }
+                  return 2;
+                },
+                asio::use_awaitable) ||
+            timer.async_wait(asio::use_awaitable));
+        elapsed = std::chrono::steady_clock::now() - t0;
+        timer_won = result.index() == 1;
+      },
+      [](std::exception_ptr e) {
+        if (e) std::rethrow_exception(e);
+      });
+  io.run();
+  EXPECT_TRUE(timer_won);
+  EXPECT_TRUE(observed_stop.load());
+  EXPECT_LT(elapsed, 1500ms);
+}
+
+TEST(AsioAdapter, AwaitableOrOperatorBeforeStartNeverRunsTheTask) {
+  using namespace asio::experimental::awaitable_operators;
+  blockpool::Pool pool = blockpool::Builder{}.max_threads(1).build();
+  asio::io_context io;
+  Gate gate;
+  auto blocker = pool.spawn_blocking([&] { return gate.wait(); });
+  std::atomic<bool> ran{false};
+  bool timer_won = false;
+  asio::co_spawn(
+      io,
+      [&]() -> asio::awaitable<void> {
+        asio::steady_timer timer(io, 10ms);
+        auto result = co_await (
+            blockpool::async_spawn_blocking(pool, [&] { ran = true; }, asio::use_awaitable) ||
+            timer.async_wait(asio::use_awaitable));
+        timer_won = result.index() == 1;
+      },
+      [](std::exception_ptr e) {
+        if (e) std::rethrow_exception(e);
+      });
+  io.run();  // returns with the pool's only thread still blocked
+  EXPECT_TRUE(timer_won);
+  EXPECT_FALSE(blocker.is_finished());
+  gate.open();
+  EXPECT_TRUE(blocker.get());
+  EXPECT_FALSE(ran);
+  EXPECT_EQ(pool.metrics().cancelled, 1u);
+}
+
+}  // namespace
