@@ -112,8 +112,10 @@ def main():
     raw_path = os.path.join(args.out, "raw.jsonl" if not args.quick else "quick-raw.jsonl")
     results = {}  # (peer, scenario) -> list of dicts
     failures = []
+    failed_keys = set()
     first_dur = {}
     t_start = time.time()
+    load_start = open("/proc/loadavg").read().split()[:3]
     with open(raw_path, "w") as raw:
         for r in range(runs):
             for sc in scenarios:
@@ -136,15 +138,18 @@ def main():
                     except json.JSONDecodeError:
                         d = None
                     if rc != 0 or d is None or not d.get("ok"):
+                        failed_keys.add(key)
                         failures.append(f"{peer} {sc} run {r + 1}: rc={rc} out={line!r} err={err[-300:]!r}")
                         print(f"  FAIL {peer:10s} {sc:10s} {failures[-1]}", file=sys.stderr)
                         if d is None:
                             continue
                     d["run"] = r + 1
                     raw.write(json.dumps(d) + "\n")
-                    results.setdefault(key, []).append(d)
+                    if d.get("ok"):
+                        results.setdefault(key, []).append(d)
                     print(f"  run {r + 1}/{runs} {sc:10s} {peer:10s} {dur:6.2f}s", file=sys.stderr, flush=True)
     elapsed = time.time() - t_start
+    load_end = open("/proc/loadavg").read().split()[:3]
 
     def med(peer, sc, field):
         vals = [d[field] for d in results.get((peer, sc), []) if field in d and d[field] is not None]
@@ -183,7 +188,9 @@ def main():
         cells = []
         for peer in peers:
             m = med(peer, sc, field)
-            if m is None:
+            if m is None and (peer, sc) in failed_keys:
+                cells.append("fails")
+            elif m is None:
                 cells.append("n/a")
             elif peer == "blockpool":
                 cells.append(f"**{human(m, unit)}**")
@@ -194,7 +201,8 @@ def main():
     md.append("")
     md.append("Runs per peer x scenario: " + ", ".join(
         f"{sc}: " + "/".join(str(count(p, sc)) for p in peers) for sc in scenarios) +
-        f" (order: {', '.join(peers)}).")
+        f" (order: {', '.join(peers)}). Load average (1/5/15 min) at start {' '.join(load_start)}, "
+        f"at end {' '.join(load_end)}; {elapsed:.0f} s of runs.")
 
     # ---- targets (blockpool) ----
     def best(sc, field, among, fn):
@@ -287,7 +295,7 @@ def main():
     # ---- chart ----
     chart_path = os.path.join(args.out, "quick-chart.png" if args.quick else "chart.png")
     if shutil.which("gnuplot"):
-        draw_chart(args.out, chart_path, peers, med, args.quick)
+        draw_chart(args.out, chart_path, peers, med, args.quick, failed_keys)
         print(f"wrote {chart_path}")
     else:
         print("gnuplot not found: no chart", file=sys.stderr)
@@ -313,7 +321,7 @@ PANELS = [
 ]
 
 
-def draw_chart(outdir, chart_path, peers, med, quick):
+def draw_chart(outdir, chart_path, peers, med, quick, failed_keys):
     datadir = os.path.join(outdir, ".chart")
     os.makedirs(datadir, exist_ok=True)
     colors = {"blockpool": "#d62728", "tokio": "#1f77b4", "libuv": "#2ca02c",
@@ -353,6 +361,12 @@ def draw_chart(outdir, chart_path, peers, med, quick):
         yr = ""
         if lo is not None:
             yr = f"set yrange [{lo / 3:.6g}:{hi * 8:.6g}]"
+        missing = sorted({f"{p} fails {sc}" for sc, _f, _l, _s in series for p in peers
+                          if (p, sc) in failed_keys and med(p, sc, _f) is None})
+        script.append("unset label")
+        if missing:
+            script.append(f"set label 1 'no bar: {'; '.join(missing)}' at graph 0.98, graph 0.95 right "
+                          "font 'sans,8'")
         script.append(f"set title '{title}'")
         script.append(f"set ylabel '{ylabel}'")
         big = ylabel == "tasks/s" or (hi is not None and hi >= 1e5)

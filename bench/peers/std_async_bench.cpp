@@ -4,6 +4,9 @@
 // submitter and the loop's completion handler comes second, so finished
 // threads are reclaimed promptly.
 #include <atomic>
+#include <cstdio>
+#include <cstdlib>
+#include <system_error>
 #include <future>
 #include <memory>
 #include <utility>
@@ -26,7 +29,17 @@ struct StdAsyncPeer {
   template <class F>
   void submit(std::uint64_t id, F&& f) {
     Slot& s = slots[id];
-    s.future = std::async(std::launch::async, std::forward<F>(f));
+    try {
+      s.future = std::async(std::launch::async, std::forward<F>(f));
+    } catch (const std::system_error& e) {
+      // The OS refused another thread (in "flood" the loop spawns everything
+      // before it can reap a single finished thread): report and give up.
+      std::printf("{\"peer\":\"std_async\",\"ok\":false,\"error\":\"std::async threw '%s' "
+                  "at task %llu\"}\n",
+                  e.what(), static_cast<unsigned long long>(id));
+      std::fflush(stdout);
+      std::_Exit(3);
+    }
     if (s.state.exchange(1, std::memory_order_acq_rel) == 2) s.future = {};
   }
   void completed(std::uint64_t id) {
