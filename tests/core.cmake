@@ -1,2 +1,52 @@
-# Pool core tests.
-blockpool_add_test(smoke_test SOURCES smoke_test.cpp)
+# Pool core tests. One executable per component; see tests/test_util.hpp for
+# the shared helpers (bounded waits, gates). No test sleeps to synchronise.
+set(BLOCKPOOL_CORE_TESTS
+  smoke
+  spawn
+  growth
+  keep_alive
+  abort
+  shutdown
+  spawn_failure
+  thread_hooks
+  handle
+  builder
+  metrics
+  exactly_once
+  coroutine
+)
+foreach(t IN LISTS BLOCKPOOL_CORE_TESTS)
+  blockpool_add_test(${t}_test SOURCES ${t}_test.cpp TIMEOUT 120 LABELS core)
+endforeach()
+
+# The growth policy is internal (src/growth.hpp): unit-tested directly.
+blockpool_add_test(growth_policy_test SOURCES growth_policy_test.cpp LABELS core)
+target_include_directories(growth_policy_test PRIVATE ${PROJECT_SOURCE_DIR}/src)
+
+# Install + find_package consumer, and add_subdirectory consumer.
+if(BLOCKPOOL_INSTALL)
+  add_test(NAME install_consumer
+    COMMAND ${CMAKE_COMMAND}
+      -DBUILD_DIR=${PROJECT_BINARY_DIR}
+      -DSOURCE_DIR=${PROJECT_SOURCE_DIR}
+      -DWORK_DIR=${CMAKE_CURRENT_BINARY_DIR}/install_consumer_work
+      -DCXX_COMPILER=${CMAKE_CXX_COMPILER}
+      "-DGENERATOR=${CMAKE_GENERATOR}"
+      -DCONFIG=$<IF:$<BOOL:$<CONFIG>>,$<CONFIG>,Debug>
+      "-DSANITIZE=${BLOCKPOOL_SANITIZE}"
+      -DMODE=install
+      -P ${CMAKE_CURRENT_SOURCE_DIR}/install_test.cmake)
+  set_tests_properties(install_consumer PROPERTIES TIMEOUT 300 LABELS "core;install")
+endif()
+add_test(NAME subdir_consumer
+  COMMAND ${CMAKE_COMMAND}
+    -DBUILD_DIR=${PROJECT_BINARY_DIR}
+    -DSOURCE_DIR=${PROJECT_SOURCE_DIR}
+    -DWORK_DIR=${CMAKE_CURRENT_BINARY_DIR}/subdir_consumer_work
+    -DCXX_COMPILER=${CMAKE_CXX_COMPILER}
+    "-DGENERATOR=${CMAKE_GENERATOR}"
+    -DCONFIG=$<IF:$<BOOL:$<CONFIG>>,$<CONFIG>,Debug>
+    "-DSANITIZE=${BLOCKPOOL_SANITIZE}"
+    -DMODE=subdir
+    -P ${CMAKE_CURRENT_SOURCE_DIR}/install_test.cmake)
+set_tests_properties(subdir_consumer PROPERTIES TIMEOUT 300 LABELS "core;install")

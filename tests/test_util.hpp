@@ -1,0 +1,102 @@
+// tests/test_util.hpp: helpers shared by the core test suite.
+//
+// Rules the suite follows: no sleep is ever used to "let something happen".
+// Tests synchronise with latches/promises, and wait for a pool state with
+// wait_until(), which polls with a bounded limit and reports a timeout as a
+// test failure. A timeout there means the behaviour did not happen.
+#pragma once
+
+#include <pthread.h>
+
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <future>
+#include <latch>
+#include <memory>
+#include <string>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "blockpool/blockpool.hpp"
+
+namespace bptest {
+
+using namespace std::chrono_literals;
+
+// Generous bound for anything that must happen "soon" on a loaded 2-core box.
+inline constexpr std::chrono::seconds kLongWait{20};
+
+// Polls pred until it holds or `limit` passes. Returns whether it held.
+// Use as ASSERT_TRUE(wait_until(...)) so a timeout fails the test.
+template <class Pred>
+[[nodiscard]] bool wait_until(Pred&& pred, std::chrono::steady_clock::duration limit = kLongWait) {
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  for (;;) {
+    if (pred()) return true;
+    if (std::chrono::steady_clock::now() >= deadline) return pred();
+    std::this_thread::sleep_for(200us);
+  }
+}
+
+// Checks that pred stays false for a short window: used only for negative
+// assertions ("this must not happen"), never to wait for something.
+template <class Pred>
+[[nodiscard]] bool stays_false(Pred&& pred, std::chrono::milliseconds window = 50ms) {
+  return !wait_until(std::forward<Pred>(pred), window);
+}
+
+// A one-shot gate: tasks block in wait() until the test calls open().
+class Gate {
+ public:
+  void wait() { latch_.wait(); }
+  void open() {
+    if (!opened_.exchange(true)) latch_.count_down();
+  }
+  ~Gate() { open(); }  // never leave a pool thread blocked past a failed test
+
+ private:
+  std::latch latch_{1};
+  std::atomic<bool> opened_{false};
+};
+
+// The calling thread's OS name.
+inline std::string thread_name() {
+  char buf[64] = {};
+  if (pthread_getname_np(pthread_self(), buf, sizeof buf) != 0) return "<error>";
+  return buf;
+}
+
+// Waits (bounded) for the handle to end; fails the test on timeout.
+template <class H>
+[[nodiscard]] bool ends_soon(const H& h) {
+  return h.wait_for(kLongWait);
+}
+
+// Calls h.get() expecting a JoinError; returns it (a default-made one, and a
+// test failure, if get() returned or threw something else).
+template <class H>
+blockpool::JoinError get_join_error(H&& h) {
+  try {
+    (void)std::forward<H>(h).get();
+    ADD_FAILURE() << "expected a JoinError, but get() returned";
+  } catch (const blockpool::JoinError& e) {
+    return e;
+  } catch (const std::exception& e) {
+    ADD_FAILURE() << "expected a JoinError, got: " << e.what();
+  } catch (...) {
+    ADD_FAILURE() << "expected a JoinError, got an unknown exception";
+  }
+  return blockpool::JoinError(blockpool::JoinError::Kind::kSpawnFailure,
+                              blockpool::JoinError::Reason::kSpawnFailed);
+}
+
+// True when every metrics counter balances and nothing is queued.
+inline bool quiet_and_balanced(const blockpool::Metrics& m) {
+  return m.queue_depth == 0 && m.spawned == m.completed + m.failed + m.cancelled;
+}
+
+}  // namespace bptest
