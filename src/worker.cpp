@@ -92,9 +92,12 @@ void Core::run_worker(Worker* w) noexcept {
     if (shutdown_) break;
 
     // Park. The deadline is fixed when we go idle: spurious wake-ups and
-    // clock notifications do not extend it.
-    push_idle_locked(w);
+    // clock notifications do not extend it. It is read before the thread
+    // shows as idle (push_idle_locked bumps idle_threads): a test that waits
+    // for idle_threads and then advances a ManualClock by keep_alive must
+    // retire the thread, so the deadline cannot come from the advanced time.
     const Clock::time_point deadline = saturating_add(clock_->now(), config_.keep_alive);
+    push_idle_locked(w);
     bool retire = false;
     for (;;) {
       if (w->notified) {  // the waker took us off the idle list
