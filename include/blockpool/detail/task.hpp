@@ -209,8 +209,13 @@ class ResultSlot {
     switch (kind_) {
       case kValue:
         return std::move(value_);
-      case kException:
-        std::rethrow_exception(exc_);
+      case kException: {
+        // Moved out: the consumer's thread drops the last reference to the
+        // exception (when its catch ends), not whichever pool thread happens
+        // to destroy the task block later.
+        std::exception_ptr e = std::move(exc_);
+        std::rethrow_exception(std::move(e));
+      }
       case kError:
         throw err_.make();
       default:
@@ -278,8 +283,13 @@ class ResultSlot<void> {
     switch (kind_) {
       case kValue:
         return;
-      case kException:
-        std::rethrow_exception(exc_);
+      case kException: {
+        // Moved out: the consumer's thread drops the last reference to the
+        // exception (when its catch ends), not whichever pool thread happens
+        // to destroy the task block later.
+        std::exception_ptr e = std::move(exc_);
+        std::rethrow_exception(std::move(e));
+      }
       case kError:
         throw err_.make();
       default:
