@@ -174,7 +174,7 @@ std::size_t Core::start_threads(std::size_t workers, bool controller) noexcept {
   if (failures == 0) return 0;
 
   m_.spawn_failures.fetch_add(failures, kRelaxed);
-  std::vector<TaskBase*> stranded;
+  TaskChain stranded;
   {
     std::lock_guard lk(mu_);
     threads_ -= failed_workers;
@@ -186,7 +186,7 @@ std::size_t Core::start_threads(std::size_t workers, bool controller) noexcept {
     }
     // With no thread at all, nothing could ever run what is queued: end it
     // now with the OS error rather than leave it stranded.
-    if (threads_ == 0) fail_stranded_locked(stranded, std::error_code(last_error, std::system_category()));
+    if (threads_ == 0) take_all_queued_locked(stranded);
     exit_cv_.notify_all();
   }
   end_tasks(stranded, {JoinError::Kind::kSpawnFailure, JoinError::Reason::kSpawnFailed,
@@ -194,40 +194,35 @@ std::size_t Core::start_threads(std::size_t workers, bool controller) noexcept {
   return failures;
 }
 
-void Core::fail_stranded_locked(std::vector<TaskBase*>& out, std::error_code) {
+void Core::take_all_queued_locked(TaskChain& out) noexcept {
   TaskBase* t = head_;
   head_ = tail_ = nullptr;
   while (t != nullptr) {
     TaskBase* next = t->next_;
-    t->next_ = nullptr;
     if (t->claim_from_queued(kAborting)) {
       m_.queued.fetch_sub(1, kRelaxed);
-      try {
-        out.push_back(t);
-      } catch (...) {
-        // Out of memory while failing tasks: end this one here (no user code
-        // runs in drop() but the callable's destructor; accept that).
-        m_.failed.fetch_add(1, kRelaxed);
-        t->ops_->drop(t, {JoinError::Kind::kSpawnFailure, JoinError::Reason::kSpawnFailed, {}});
-        t->finish(kFailed);
-        t->release();
-      }
+      out.push(t);
     } else {
+      t->next_ = nullptr;
       reap_tombstone(t);
     }
     t = next;
   }
 }
 
-void Core::end_tasks(std::vector<TaskBase*>& tasks, const JoinErrorInfo& e) noexcept {
+void Core::end_tasks(TaskChain& tasks, const JoinErrorInfo& e) noexcept {
   const bool spawn_failure = e.kind == JoinError::Kind::kSpawnFailure;
-  for (TaskBase* t : tasks) {
+  TaskBase* t = tasks.head;
+  tasks.head = tasks.tail = nullptr;
+  while (t != nullptr) {
+    TaskBase* next = t->next_;
+    t->next_ = nullptr;
     (spawn_failure ? m_.failed : m_.cancelled).fetch_add(1, kRelaxed);
     t->ops_->drop(t, e);
     t->finish(spawn_failure ? kFailed : kCancelled);
     t->release();
+    t = next;
   }
-  tasks.clear();
 }
 
 TaskBase* Core::pop_locked() noexcept {
@@ -314,9 +309,9 @@ bool Core::shutdown(std::chrono::nanoseconds timeout) {
   const bool unlimited = timeout >= std::chrono::hours(24 * 365 * 100);
   const auto deadline = unlimited ? steady_clock::time_point::max() : now + timeout;
 
-  std::vector<TaskBase*> cancelled;
-  std::vector<TaskBase*> to_stop;
-  std::vector<Worker*> to_wake;
+  TaskChain cancelled;
+  TaskChain to_stop;         // running tasks, chained through next_ (unused while running)
+  Worker* to_wake = nullptr;  // idle workers, chained through wake_next
   std::unique_lock lk(mu_);
   if (!shutdown_) {
     shutdown_ = true;
@@ -334,7 +329,7 @@ bool Core::shutdown(std::chrono::nanoseconds timeout) {
         tail_ = t;
       } else if (t->claim_from_queued(kAborting)) {
         m_.queued.fetch_sub(1, kRelaxed);
-        cancelled.push_back(t);
+        cancelled.push(t);
       } else {
         reap_tombstone(t);
       }
@@ -345,22 +340,28 @@ bool Core::shutdown(std::chrono::nanoseconds timeout) {
       TaskBase* cur = w->current;
       if (cur != nullptr && !cur->mandatory() && cur->stoppable() && !cur->is_done()) {
         cur->add_ref();
-        to_stop.push_back(cur);
+        to_stop.push(cur);
       }
     }
     while (idle_head_ != nullptr) {
       Worker* w = pop_idle_locked();
       w->notified = true;
       w->add_ref();
-      to_wake.push_back(w);
+      w->wake_next = to_wake;
+      to_wake = w;
     }
     lk.unlock();
     end_tasks(cancelled, {JoinError::Kind::kCancelled, JoinError::Reason::kShutdown, {}});
-    for (TaskBase* task : to_stop) {
+    for (TaskBase* task = to_stop.head; task != nullptr;) {
+      TaskBase* next = task->next_;
+      task->next_ = nullptr;
       task->request_stop();
       task->release();
+      task = next;
     }
-    for (Worker* w : to_wake) {
+    while (to_wake != nullptr) {
+      Worker* w = to_wake;
+      to_wake = w->wake_next;
       w->cv.notify_one();
       w->release();
     }

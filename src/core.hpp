@@ -72,6 +72,24 @@ struct Worker {
   Worker* all_prev = nullptr;   // list of all live workers
   Worker* all_next = nullptr;
   TaskBase* current = nullptr;  // the task being run (holds the pool's reference)
+  // Written and read only by the (single) thread that performs shutdown, to
+  // chain the workers it wakes after releasing mu_.
+  Worker* wake_next = nullptr;
+};
+
+// A singly linked chain of tasks through TaskBase::next_, for tasks taken off
+// the queue under mu_ and ended after it (collecting them never allocates).
+struct TaskChain {
+  TaskBase* head = nullptr;
+  TaskBase* tail = nullptr;
+  void push(TaskBase* t) noexcept {
+    t->next_ = nullptr;
+    if (tail != nullptr)
+      tail->next_ = t;
+    else
+      head = t;
+    tail = t;
+  }
 };
 
 // What to do once mu_ is released.
@@ -113,8 +131,12 @@ class Core final : public std::enable_shared_from_this<Core>, private Clock::Obs
   // Creates `workers` workers and maybe the controller, all already reserved
   // in the counts. Returns how many creations failed.
   std::size_t start_threads(std::size_t workers, bool controller) noexcept;
-  void fail_stranded_locked(std::vector<TaskBase*>& out, std::error_code ec);
-  void end_tasks(std::vector<TaskBase*>& tasks, const JoinErrorInfo& e) noexcept;
+  // Unlinks every queued task, claims the startable ones onto `out` (a chain
+  // through TaskBase::next_, so no allocation under the lock) and reaps the
+  // tombstones.
+  void take_all_queued_locked(TaskChain& out) noexcept;
+  // Ends every task of the chain with `e` (after mu_ is released).
+  void end_tasks(TaskChain& tasks, const JoinErrorInfo& e) noexcept;
   TaskBase* pop_locked() noexcept;  // next startable task (kQueued -> kRunning), or null
   void reap_tombstone(TaskBase* t) noexcept;
   void push_idle_locked(Worker* w) noexcept;

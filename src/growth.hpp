@@ -14,9 +14,12 @@
 //     stalled interval (never more than the queued tasks need, never past the
 //     cap), so a burst of 256 blocking tasks is spread over 256 threads within
 //     a few milliseconds, while a false alarm costs at most a doubling.
-//   * A stall is believed only if the controller itself woke on time: when it
-//     wakes late, the CPUs are oversubscribed and the workers are more likely
-//     preempted than blocked; adding threads would only add contention.
+//   * A stall is believed at once if the controller itself woke on time: when
+//     it wakes late, the CPUs are oversubscribed and the workers are more
+//     likely preempted than blocked, so adding threads would only add
+//     contention. A stall that persists for kLateStallChecks checks in a row
+//     is believed anyway: tasks that wait on queued tasks must get threads
+//     eventually, however loaded the machine.
 //   * When tasks do start, the work is short and the threads keep up: no
 //     growth, and the check interval backs off (up to max_interval) so a long
 //     flood costs the controller only a few hundred wake-ups a second.
@@ -57,6 +60,13 @@ inline std::size_t threads_to_add_on_stall(const Snapshot& s) {
   if (s.queued <= s.starting || s.threads >= s.max_threads) return 0;
   const std::size_t running = s.threads - s.starting;
   return std::min({s.queued - s.starting, s.max_threads - s.threads, std::max<std::size_t>(running, 1)});
+}
+
+inline constexpr unsigned kLateStallChecks = 4;
+
+// Whether to act on a stall (no queued task started during the interval).
+inline bool believe_stall(bool on_time, unsigned stalls_in_a_row) {
+  return on_time || stalls_in_a_row >= kLateStallChecks;
 }
 
 // Whether a check that was due after `interval` but happened after `elapsed`

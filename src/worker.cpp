@@ -169,6 +169,7 @@ void Core::run_controller() noexcept {
   std::unique_lock lk(mu_);
   std::chrono::microseconds interval = growth::kGrace;
   std::chrono::microseconds backoff{0};
+  unsigned stalls_in_a_row = 0;
   while (!shutdown_) {
     if (!controller_armed_) {
       if (threads_ == 0) break;  // nothing to watch; a later spawn starts us again
@@ -189,7 +190,12 @@ void Core::run_controller() noexcept {
     }
     const bool progressed = started_tasks_ != seen;
     interval = std::max(growth::next_interval(interval, progressed), backoff);
-    if (progressed || !on_time) continue;
+    // A stall seen by a late controller is believed once it persists: work
+    // that waits on other queued work (nested spawns) must always get its
+    // threads, however oversubscribed the machine.
+    stalls_in_a_row = progressed ? 0 : stalls_in_a_row + 1;
+    if (progressed || !growth::believe_stall(on_time, stalls_in_a_row)) continue;
+    stalls_in_a_row = 0;
     const std::size_t n = growth::threads_to_add_on_stall(s);
     if (n == 0) continue;
     threads_ += n;
