@@ -11,6 +11,7 @@
 #include <deque>
 #include <exception>
 #include <future>
+#include <latch>
 #include <mutex>
 #include <set>
 #include <stdexcept>
@@ -118,7 +119,14 @@ TEST(CoAwait, AbortResumesOnTheAbortingThread) {
 TEST(CoAwait, ShutdownResumesOnTheShuttingDownThread) {
   blockpool::Pool pool = blockpool::Builder{}.max_threads(1).build();
   Gate gate;
-  auto blocker = pool.spawn_blocking([&] { return gate.wait(); });
+  std::latch blocker_running(1);
+  auto blocker = pool.spawn_blocking([&] {
+    blocker_running.count_down();
+    return gate.wait();
+  });
+  // The blocker must be running (not queued) when shutdown begins, or
+  // shutdown cancels it too.
+  blocker_running.wait();
   auto victim = pool.spawn_blocking([] { return 3; });
   std::promise<Outcome> out;
   auto fut = out.get_future();
