@@ -91,11 +91,14 @@ void Core::submit(TaskBase* task) noexcept {
         head_ = task;
       tail_ = task;
       m_.queued.fetch_add(1, kRelaxed);
-      if (idle_head_ != nullptr) {
-        Worker* w = pop_idle_locked();
-        w->notified = true;
-        w->add_ref();
-        a.wake = w;
+      if (spinners_ + waking_ > 0) {
+        // A worker is already on its way (woken, or polling before it parks):
+        // it takes this task, and wakes the next idle worker itself if more
+        // work is queued by then (see run_worker). One wake-up in flight at a
+        // time: a spawn burst does not wake a thread per task, only to find
+        // the work already taken.
+      } else if (idle_head_ != nullptr) {
+        maybe_wake_idle_locked(a);
       } else {
         growth::Snapshot s = snapshot_locked();
         if (growth::spawn_must_start_thread(s)) {
@@ -117,6 +120,17 @@ void Core::submit(TaskBase* task) noexcept {
     return;
   }
   perform(a);
+}
+
+void Core::maybe_wake_idle_locked(Actions& a) noexcept {
+  if (a.wake != nullptr || idle_head_ == nullptr || spinners_ + waking_ > 0 ||
+      m_.queued.load(kRelaxed) == 0)
+    return;
+  Worker* w = pop_idle_locked();
+  w->notified = true;
+  ++waking_;
+  w->add_ref();
+  a.wake = w;
 }
 
 void Core::perform(Actions& a) noexcept {
@@ -346,6 +360,7 @@ bool Core::shutdown(std::chrono::nanoseconds timeout) {
     while (idle_head_ != nullptr) {
       Worker* w = pop_idle_locked();
       w->notified = true;
+      ++waking_;
       w->add_ref();
       w->wake_next = to_wake;
       to_wake = w;

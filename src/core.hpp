@@ -72,6 +72,9 @@ struct Worker {
   Worker* all_prev = nullptr;   // list of all live workers
   Worker* all_next = nullptr;
   TaskBase* current = nullptr;  // the task being run (holds the pool's reference)
+  // How long this worker's last idle spell lasted (from finding the queue
+  // empty to getting work). Touched only by the worker's own thread.
+  std::chrono::nanoseconds last_gap = std::chrono::nanoseconds::max();
   // Written and read only by the (single) thread that performs shutdown, to
   // chain the workers it wakes after releasing mu_.
   Worker* wake_next = nullptr;
@@ -148,6 +151,9 @@ class Core final : public std::enable_shared_from_this<Core>, private Clock::Obs
   void leave_join_chain_locked(Actions& a) noexcept;
   [[nodiscard]] growth::Snapshot snapshot_locked() const noexcept;
   void arm_controller_locked(Actions& a) noexcept;
+  // Wakes (after unlock, through `a`) the most recently idle worker if work
+  // is queued and no worker is already on its way to it.
+  void maybe_wake_idle_locked(Actions& a) noexcept;
 
   friend struct CoreTestAccess;
 
@@ -171,6 +177,8 @@ class Core final : public std::enable_shared_from_this<Core>, private Clock::Obs
   std::atomic<std::uint64_t> next_index_{0};  // worker names; relaxed (only uniqueness matters)
   std::atomic<std::uint64_t> create_attempts_{0};  // fault-injection index; relaxed (a count)
   std::uint64_t started_tasks_ BLOCKPOOL_GUARDED_BY(mu_) = 0;  // progress, for the controller
+  std::size_t spinners_ BLOCKPOOL_GUARDED_BY(mu_) = 0;  // workers polling for work before parking
+  std::size_t waking_ BLOCKPOOL_GUARDED_BY(mu_) = 0;    // workers notified, not yet back in the loop
   bool controller_running_ BLOCKPOOL_GUARDED_BY(mu_) = false;
   bool controller_armed_ BLOCKPOOL_GUARDED_BY(mu_) = false;
   bool shutdown_ BLOCKPOOL_GUARDED_BY(mu_) = false;
@@ -178,13 +186,16 @@ class Core final : public std::enable_shared_from_this<Core>, private Clock::Obs
   pthread_t last_exited_ BLOCKPOOL_GUARDED_BY(mu_){};
 
   // ---- metrics: atomics, relaxed (see header comment) ----
+  // Grouped by writer so spawners and workers do not false-share a cache
+  // line: `spawned` is written by spawners, `queued` by both (and read by
+  // spinning workers), `completed`/`failed` by workers.
   struct Counters {
-    std::atomic<std::uint64_t> threads{0};
-    std::atomic<std::uint64_t> idle{0};
-    std::atomic<std::uint64_t> queued{0};
-    std::atomic<std::uint64_t> spawned{0};
-    std::atomic<std::uint64_t> completed{0};
+    alignas(64) std::atomic<std::uint64_t> spawned{0};
+    alignas(64) std::atomic<std::uint64_t> queued{0};
+    alignas(64) std::atomic<std::uint64_t> completed{0};
     std::atomic<std::uint64_t> failed{0};
+    alignas(64) std::atomic<std::uint64_t> threads{0};
+    std::atomic<std::uint64_t> idle{0};
     std::atomic<std::uint64_t> cancelled{0};
     std::atomic<std::uint64_t> threads_started{0};
     std::atomic<std::uint64_t> threads_retired{0};

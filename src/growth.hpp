@@ -64,6 +64,10 @@ inline std::size_t threads_to_add_on_stall(const Snapshot& s) {
 
 inline constexpr unsigned kLateStallChecks = 4;
 
+// A worker whose previous idle spell was shorter than this polls the queue
+// for up to this long before parking (see worker.cpp).
+inline constexpr std::chrono::microseconds kSpinWindow{50};
+
 // Whether to act on a stall (no queued task started during the interval).
 inline bool believe_stall(bool on_time, unsigned stalls_in_a_row) {
   return on_time || stalls_in_a_row >= kLateStallChecks;

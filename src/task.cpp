@@ -48,7 +48,39 @@ void TaskBase::finish(std::uint32_t final_state) noexcept {
   if (c != nullptr && c != kDone) c->fn(c);
 }
 
+namespace {
+inline void cpu_relax() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield");
+#endif
+}
+
+// Before sleeping on the futex, poll for a short while: a short task often
+// ends within microseconds, and waking a sleeping thread (and its CPU) costs
+// tens of microseconds on a VM. Bounded, so a long task costs its waiter at
+// most this much CPU.
+constexpr std::int64_t kWaitSpinNs = 20000;
+
+std::int64_t monotonic_ns() noexcept {
+  timespec now{};
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  return std::int64_t{now.tv_sec} * 1000000000 + now.tv_nsec;
+}
+
+bool spin_until_final(const std::atomic<std::uint32_t>& state) noexcept {
+  const std::int64_t until = monotonic_ns() + kWaitSpinNs;
+  for (unsigned i = 1;; ++i) {
+    if (is_final(state.load(std::memory_order_acquire))) return true;
+    if ((i & 63) == 0 && monotonic_ns() > until) return false;
+    cpu_relax();
+  }
+}
+}  // namespace
+
 void TaskBase::wait() noexcept {
+  if (spin_until_final(state_)) return;
   std::uint32_t s = state_.load(std::memory_order_acquire);
   while (!is_final(s)) {
     if ((s & kWaiterBit) == 0) {

@@ -57,11 +57,15 @@ void set_current_thread_name(const std::string& name) noexcept {
 
 std::string suffixed_thread_name(const std::string& base, const std::string& suffix) {
   if (suffix.size() >= kMaxThreadName) return cut_utf8(suffix, kMaxThreadName);
-  return cut_utf8(base, kMaxThreadName - suffix.size()) + suffix;
+  std::string name = cut_utf8(base, kMaxThreadName - suffix.size());
+  name.append(suffix);
+  return name;
 }
 
 std::string indexed_thread_name(const std::string& base, std::uint64_t index) {
-  return suffixed_thread_name(base, "-" + std::to_string(index));
+  std::string suffix = "-";
+  suffix.append(std::to_string(index));
+  return suffixed_thread_name(base, suffix);
 }
 
 }  // namespace blockpool::detail

@@ -21,6 +21,14 @@ namespace blockpool::detail {
 namespace {
 constexpr std::memory_order kRelaxed = std::memory_order_relaxed;
 
+inline void cpu_relax() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield");
+#endif
+}
+
 template <class Fn>
 void run_hook(const Fn& fn, std::atomic<std::uint64_t>& errors) noexcept {
   if (!fn) return;
@@ -71,7 +79,20 @@ void Core::run_worker(Worker* w) noexcept {
     if (TaskBase* t = pop_locked()) {
       TaskBase* finished = w->current;
       w->current = t;
+      // More work queued behind this task, which may block: pass the baton
+      // to an idle worker before running it, or, with none idle, make sure
+      // the controller watches the queue (spawns that found a worker already
+      // on its way left both to us).
+      Actions a;
+      if (m_.queued.load(kRelaxed) > 0) {
+        if (idle_head_ != nullptr) {
+          maybe_wake_idle_locked(a);
+        } else if (!controller_armed_ && growth::should_watch(snapshot_locked())) {
+          arm_controller_locked(a);
+        }
+      }
       lk.unlock();
+      perform(a);
       if (finished != nullptr) finished->release();
       const std::uint32_t outcome = t->ops_->run(t);
       (outcome == kCompleted ? m_.completed : m_.failed).fetch_add(1, kRelaxed);
@@ -91,6 +112,33 @@ void Core::run_worker(Worker* w) noexcept {
     }
     if (shutdown_) break;
 
+    // Spin before parking, but only for a worker whose last idle spell was
+    // shorter than the spin window: work is arriving back to back (a loop
+    // doing spawn-and-await), and a parked thread costs a futex wake plus the
+    // wake-up of a sleeping CPU (tens of microseconds on a VM) per task. A
+    // worker whose work comes further apart never spins, so an idle or lightly
+    // loaded pool burns no CPU. At most one worker spins at a time, so the
+    // spinning never takes more than one CPU from the application. Spawners
+    // see spinners_ and skip the wake-up.
+    const auto idle_start = std::chrono::steady_clock::now();
+    if (w->last_gap < growth::kSpinWindow && spinners_ == 0) {
+      ++spinners_;
+      lk.unlock();
+      for (unsigned i = 1;; ++i) {
+        // Relaxed: only a hint; the queue itself is read under mu_ below.
+        if (m_.queued.load(kRelaxed) > 0) break;
+        if ((i & 63) == 0 && std::chrono::steady_clock::now() - idle_start > growth::kSpinWindow)
+          break;
+        cpu_relax();
+      }
+      lk.lock();
+      --spinners_;
+      if (head_ != nullptr) {
+        w->last_gap = std::chrono::steady_clock::now() - idle_start;
+        continue;
+      }
+    }
+
     // Park. The deadline is fixed when we go idle: spurious wake-ups and
     // clock notifications do not extend it. It is read before the thread
     // shows as idle (push_idle_locked bumps idle_threads): a test that waits
@@ -102,6 +150,8 @@ void Core::run_worker(Worker* w) noexcept {
     for (;;) {
       if (w->notified) {  // the waker took us off the idle list
         w->notified = false;
+        --waking_;
+        w->last_gap = std::chrono::steady_clock::now() - idle_start;
         break;
       }
       if (shutdown_) {
