@@ -116,17 +116,20 @@ bool TaskBase::wait_until_ns(std::int64_t steady_deadline_ns) noexcept {
   return true;
 }
 
+bool TaskBase::cancel_if_queued() noexcept {
+  if (!claim_from_queued(kAborting)) return false;
+  // Still in the queue (or about to be popped): this thread ends it. The
+  // Core is alive: a queued task keeps its pool's threads from exiting, and
+  // whoever unlinks us waits until we leave kAborting (just below).
+  if (core_ != nullptr) core_->note_aborted();
+  leave_aborting();  // from here on this thread does not touch the Core
+  ops_->drop(this, {JoinError::Kind::kCancelled, JoinError::Reason::kAborted, {}});
+  finish(kCancelled);
+  return true;
+}
+
 bool TaskBase::abort() noexcept {
-  if (claim_from_queued(kAborting)) {
-    // Still in the queue (or about to be popped): this thread ends it. The
-    // Core is alive: a queued task keeps its pool's threads from exiting,
-    // and whoever unlinks us waits until we leave kAborting (just below).
-    if (core_ != nullptr) core_->note_aborted();
-    leave_aborting();  // from here on this thread does not touch the Core
-    ops_->drop(this, {JoinError::Kind::kCancelled, JoinError::Reason::kAborted, {}});
-    finish(kCancelled);
-    return true;
-  }
+  if (cancel_if_queued()) return true;
   const std::uint32_t s = state();
   if (s == kRunning) {
     request_stop();

@@ -451,29 +451,57 @@ TEST(AsioAdapter, PartialCancellationAlsoAborts) {
   EXPECT_TRUE(blocker.get());  // the task is done with the gate before it goes
 }
 
-TEST(AsioAdapter, TotalOnlyCancellationIsIgnored) {
+TEST(AsioAdapter, TotalCancellationRemovesAQueuedTask) {
   blockpool::Pool pool = blockpool::Builder{}.max_threads(1).build();
   asio::io_context io;
   Gate gate;
   auto blocker = pool.spawn_blocking([&] { return gate.wait(); });
   asio::cancellation_signal signal;
-  bool called = false;
-  int value = 0;
+  std::atomic<bool> ran{false};
+  std::string what;
   blockpool::async_spawn_blocking(
-      pool, [] { return 8; },
+      pool, [&] { ran = true; return 8; },
       asio::bind_cancellation_slot(signal.slot(),
-                                   asio::bind_executor(io, [&](std::exception_ptr e, int v) {
-                                     EXPECT_FALSE(e);
-                                     value = v;
-                                     called = true;
+                                   asio::bind_executor(io, [&](std::exception_ptr e, int) {
+                                     what = join_error_text(e);
                                    })));
   signal.emit(asio::cancellation_type::total);
-  EXPECT_EQ(pool.metrics().cancelled, 0u);
+  EXPECT_EQ(pool.metrics().cancelled, 1u);
+  ASSERT_TRUE(run_until(io, [&] { return !what.empty(); }));
+  EXPECT_EQ(what, "cancelled");
+  gate.open();
+  EXPECT_TRUE(blocker.get());
+  EXPECT_FALSE(ran.load());
+}
+
+TEST(AsioAdapter, TotalCancellationLeavesARunningTaskAlone) {
+  blockpool::Pool pool;
+  asio::io_context io;
+  Gate gate;
+  std::promise<void> started;
+  asio::cancellation_signal signal;
+  bool called = false;
+  bool saw_stop = true;
+  blockpool::async_spawn_blocking(
+      pool,
+      [&](std::stop_token st) {
+        started.set_value();
+        gate.wait();
+        return st.stop_requested();
+      },
+      asio::bind_cancellation_slot(signal.slot(),
+                                   asio::bind_executor(io, [&](std::exception_ptr e, bool s) {
+                                     EXPECT_FALSE(e);  // it ran: its own result
+                                     saw_stop = s;
+                                     called = true;
+                                   })));
+  ASSERT_EQ(started.get_future().wait_for(kBound), std::future_status::ready);
+  signal.emit(asio::cancellation_type::total);
   gate.open();
   io.run();
   EXPECT_TRUE(called);
-  EXPECT_EQ(value, 8);
-  EXPECT_TRUE(blocker.get());
+  EXPECT_FALSE(saw_stop);  // total cancellation must not have an observable effect
+  EXPECT_EQ(pool.metrics().cancelled, 0u);
 }
 
 TEST(AsioAdapter, CancelAfterStartTriggersTheStopToken) {

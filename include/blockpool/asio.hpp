@@ -60,9 +60,10 @@
 //     cancelled JoinError. A task that is running gets its std::stop_token
 //     triggered (when the callable takes one); the operation completes when
 //     the callable returns, with whatever it returned or threw.
-//   * total only: ignored. Total cancellation promises no observable effect,
-//     and the pool cannot atomically say "cancel only if not yet started";
-//     a stop request racing with the task's start could leave half-done work.
+//   * total only: a task that has not started never runs and the operation
+//     completes with a cancelled JoinError, as above; a running task is left
+//     alone (no stop request), since total cancellation promises that a
+//     cancelled operation had no observable effect.
 //   * asio::use_awaitable coroutines pass terminal cancellation by default, so
 //     `co_await (async_spawn_blocking(...) || timer.async_wait(...))` from
 //     asio::experimental::awaitable_operators stops a stoppable task when the
@@ -133,7 +134,11 @@ struct CancelHandler {
   TaskBase* task;
   void operator()(::asio::cancellation_type_t type) const noexcept {
     const auto wanted = ::asio::cancellation_type::terminal | ::asio::cancellation_type::partial;
-    if ((type & wanted) != ::asio::cancellation_type::none) task->abort();
+    if ((type & wanted) != ::asio::cancellation_type::none) {
+      task->abort();  // not started: never runs; running: stop requested
+    } else if ((type & ::asio::cancellation_type::total) != ::asio::cancellation_type::none) {
+      (void)task->cancel_if_queued();  // only if that leaves no observable effect
+    }
   }
 };
 

@@ -160,6 +160,10 @@ class TaskBase {
   void wait() noexcept;
   bool wait_until_ns(std::int64_t steady_deadline_ns) noexcept;
 
+  // Cancels the task if it has not started, exactly like abort(), but leaves
+  // a running task alone. Returns true if this call cancelled it.
+  bool cancel_if_queued() noexcept;
+
   // Cancels a task that has not started. Returns true if the task will never
   // run (it was queued, or was already cancelled); false if it is running or
   // ended (a running task's stop token is triggered).
