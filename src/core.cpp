@@ -84,12 +84,7 @@ void Core::submit(TaskBase* task) noexcept {
     if (shutdown_) {
       rejected = true;
     } else {
-      task->next_ = nullptr;
-      if (tail_ != nullptr)
-        tail_->next_ = task;
-      else
-        head_ = task;
-      tail_ = task;
+      queue_.push(task);
       m_.queued.fetch_add(1, kRelaxed);
       if (spinners_ + waking_ > 0) {
         // A worker is already on its way (woken, or polling before it parks):
@@ -209,8 +204,7 @@ std::size_t Core::start_threads(std::size_t workers, bool controller) noexcept {
 }
 
 void Core::take_all_queued_locked(TaskChain& out) noexcept {
-  TaskBase* t = head_;
-  head_ = tail_ = nullptr;
+  TaskBase* t = queue_.take_all();
   while (t != nullptr) {
     TaskBase* next = t->next_;
     if (t->claim_from_queued(kAborting)) {
@@ -240,11 +234,8 @@ void Core::end_tasks(TaskChain& tasks, const JoinErrorInfo& e) noexcept {
 }
 
 TaskBase* Core::pop_locked() noexcept {
-  while (head_ != nullptr) {
-    TaskBase* t = head_;
-    head_ = t->next_;
-    if (head_ == nullptr) tail_ = nullptr;
-    t->next_ = nullptr;
+  while (!queue_.empty()) {
+    TaskBase* t = queue_.pop();
     if (t->claim_from_queued(kRunning)) {
       m_.queued.fetch_sub(1, kRelaxed);
       ++started_tasks_;
@@ -330,17 +321,12 @@ bool Core::shutdown(std::chrono::nanoseconds timeout) {
   if (!shutdown_) {
     shutdown_ = true;
     // Queued tasks: cancel the non-mandatory ones at once, keep the rest.
-    TaskBase* t = head_;
-    head_ = tail_ = nullptr;
+    TaskBase* t = queue_.take_all();
     while (t != nullptr) {
       TaskBase* next = t->next_;
       t->next_ = nullptr;
       if (t->mandatory() && t->state() == kQueued) {
-        if (tail_ != nullptr)
-          tail_->next_ = t;
-        else
-          head_ = t;
-        tail_ = t;
+        queue_.push(t);
       } else if (t->claim_from_queued(kAborting)) {
         m_.queued.fetch_sub(1, kRelaxed);
         cancelled.push(t);

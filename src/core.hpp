@@ -82,9 +82,11 @@ struct Worker {
 
 // A singly linked chain of tasks through TaskBase::next_, for tasks taken off
 // the queue under mu_ and ended after it (collecting them never allocates).
+// The pool's queue is one too.
 struct TaskChain {
   TaskBase* head = nullptr;
   TaskBase* tail = nullptr;
+  [[nodiscard]] bool empty() const noexcept { return head == nullptr; }
   void push(TaskBase* t) noexcept {
     t->next_ = nullptr;
     if (tail != nullptr)
@@ -92,6 +94,19 @@ struct TaskChain {
     else
       head = t;
     tail = t;
+  }
+  TaskBase* pop() noexcept {  // precondition: !empty()
+    TaskBase* t = head;
+    head = t->next_;
+    if (head == nullptr) tail = nullptr;
+    t->next_ = nullptr;
+    return t;
+  }
+  // Empties the chain and returns its first task (the rest linked by next_).
+  TaskBase* take_all() noexcept {
+    TaskBase* t = head;
+    head = tail = nullptr;
+    return t;
   }
 };
 
@@ -166,8 +181,7 @@ class Core final : public std::enable_shared_from_this<Core>, private Clock::Obs
   std::condition_variable exit_cv_;  // signalled when live_os_threads_ drops
   std::condition_variable ctl_cv_;   // wakes the controller
 
-  TaskBase* head_ BLOCKPOOL_GUARDED_BY(mu_) = nullptr;  // FIFO of queued tasks (and tombstones)
-  TaskBase* tail_ BLOCKPOOL_GUARDED_BY(mu_) = nullptr;
+  TaskChain queue_ BLOCKPOOL_GUARDED_BY(mu_);  // FIFO of queued tasks (and tombstones)
   Worker* idle_head_ BLOCKPOOL_GUARDED_BY(mu_) = nullptr;  // most recently idle first
   std::size_t idle_count_ BLOCKPOOL_GUARDED_BY(mu_) = 0;
   Worker* all_head_ BLOCKPOOL_GUARDED_BY(mu_) = nullptr;
@@ -205,6 +219,15 @@ class Core final : public std::enable_shared_from_this<Core>, private Clock::Obs
   };
   Counters m_;
 };
+
+// A hint to the CPU that we are polling (lets the sibling hyperthread run).
+inline void cpu_relax() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield");
+#endif
+}
 
 // The Core whose worker is the calling thread, or null (thread-local).
 Core* current_pool_core() noexcept;

@@ -49,14 +49,6 @@ void TaskBase::finish(std::uint32_t final_state) noexcept {
 }
 
 namespace {
-inline void cpu_relax() noexcept {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_ia32_pause();
-#elif defined(__aarch64__)
-  asm volatile("yield");
-#endif
-}
-
 // Before sleeping on the futex, poll for a short while: a short task often
 // ends within microseconds, and waking a sleeping thread (and its CPU) costs
 // tens of microseconds on a VM. Bounded, so a long task costs its waiter at

@@ -21,14 +21,6 @@ namespace blockpool::detail {
 namespace {
 constexpr std::memory_order kRelaxed = std::memory_order_relaxed;
 
-inline void cpu_relax() noexcept {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_ia32_pause();
-#elif defined(__aarch64__)
-  asm volatile("yield");
-#endif
-}
-
 template <class Fn>
 void run_hook(const Fn& fn, std::atomic<std::uint64_t>& errors) noexcept {
   if (!fn) return;
@@ -133,7 +125,7 @@ void Core::run_worker(Worker* w) noexcept {
       }
       lk.lock();
       --spinners_;
-      if (head_ != nullptr) {
+      if (!queue_.empty()) {
         w->last_gap = std::chrono::steady_clock::now() - idle_start;
         continue;
       }
