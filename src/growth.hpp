@@ -14,6 +14,9 @@
 //     stalled interval (never more than the queued tasks need, never past the
 //     cap), so a burst of 256 blocking tasks is spread over 256 threads within
 //     a few milliseconds, while a false alarm costs at most a doubling.
+//   * When one step covers the whole backlog, the controller thread becomes
+//     the last new worker itself (and a later stall starts a new controller),
+//     so a burst of N blocking tasks ends with N threads, not N + 1.
 //   * A stall is believed at once if the controller itself woke on time: when
 //     it wakes late, the CPUs are oversubscribed and the workers are more
 //     likely preempted than blocked, so adding threads would only add
@@ -47,9 +50,11 @@ struct Snapshot {
 // Only when the pool has no thread at all (someone must run the task).
 inline bool spawn_must_start_thread(const Snapshot& s) { return s.threads == 0 && s.max_threads > 0; }
 
-// Should the controller watch this pool (work queued, nobody idle, room to grow)?
+// Should the controller watch this pool: work queued beyond what threads
+// still starting will take, nobody idle, room to grow? (Every thread that
+// takes a task re-asks this, so growth resumes if the work outlasts them.)
 inline bool should_watch(const Snapshot& s) {
-  return s.queued > 0 && s.idle == 0 && s.threads < s.max_threads;
+  return s.queued > s.starting && s.idle == 0 && s.threads < s.max_threads;
 }
 
 // The controller saw no queued task start for a whole interval. How many
@@ -71,6 +76,14 @@ inline constexpr std::chrono::microseconds kSpinWindow{50};
 // Whether to act on a stall (no queued task started during the interval).
 inline bool believe_stall(bool on_time, unsigned stalls_in_a_row) {
   return on_time || stalls_in_a_row >= kLateStallChecks;
+}
+
+// After deciding to add `n` threads: does this step cover every queued task
+// not already covered by a starting thread? Then the controller thread turns
+// into the last of the `n` workers instead of creating it (worker.cpp), and
+// the pool ends the step with no thread beyond the ones the work needs.
+inline bool controller_becomes_worker(const Snapshot& s, std::size_t n) {
+  return n > 0 && s.queued > s.starting && n == s.queued - s.starting;
 }
 
 // Whether a check that was due after `interval` but happened after `elapsed`

@@ -13,6 +13,7 @@
 #include <chrono>
 #include <exception>
 #include <limits>
+#include <new>
 
 #include "core.hpp"
 
@@ -240,6 +241,23 @@ void Core::run_controller() noexcept {
     stalls_in_a_row = 0;
     const std::size_t n = growth::threads_to_add_on_stall(s);
     if (n == 0) continue;
+    if (growth::controller_becomes_worker(s, n)) {
+      // This step covers the whole backlog: rather than create the n-th
+      // thread, this thread becomes it, so a burst ends with as many threads
+      // as tasks and no controller. A later stall starts a new controller.
+      auto* w = new (std::nothrow) Worker(shared_from_this(), next_index_.fetch_add(1, kRelaxed));
+      if (w != nullptr) {
+        threads_ += n;
+        starting_ += n;
+        live_os_threads_ += n - 1;  // this OS thread is already counted
+        controller_running_ = false;
+        controller_armed_ = false;
+        lk.unlock();
+        start_threads(n - 1, false);
+        run_worker(w);  // exits the pool like any worker
+        return;
+      }
+    }
     threads_ += n;
     starting_ += n;
     live_os_threads_ += n;

@@ -32,6 +32,8 @@ TEST(GrowthPolicy, WatchOnlyWhenQueuedNobodyIdleAndRoomToGrow) {
   EXPECT_FALSE(should_watch(snap(1, 1, 0, 1, 4)));  // someone idle
   EXPECT_FALSE(should_watch(snap(1, 4, 0, 0, 4)));  // at the cap
   EXPECT_FALSE(should_watch(snap(5, 5, 0, 0, 4)));  // above the cap
+  EXPECT_FALSE(should_watch(snap(2, 3, 2, 0, 8)));  // threads still starting will take it
+  EXPECT_TRUE(should_watch(snap(3, 3, 2, 0, 8)));   // one task more than they cover
 }
 
 TEST(GrowthPolicy, StallDoublesRunningThreadsWithinNeedAndCap) {
@@ -93,4 +95,14 @@ TEST(GrowthPolicy, IntervalBacksOffAndResets) {
   for (int k = 0; k < 20; ++k) i = next_interval(i, true);
   EXPECT_EQ(i, kMaxInterval);
   EXPECT_LT(kGrace, kMaxInterval);
+}
+
+TEST(GrowthPolicy, ControllerBecomesTheLastWorkerOnlyWhenAStepCoversTheBacklog) {
+  using blockpool::detail::growth::controller_becomes_worker;
+  EXPECT_TRUE(controller_becomes_worker(snap(128, 128, 0, 0, 512), 128));  // burst: last doubling
+  EXPECT_TRUE(controller_becomes_worker(snap(1, 10, 0, 0, 512), 1));       // one task behind blocked ones
+  EXPECT_FALSE(controller_becomes_worker(snap(200, 64, 0, 0, 512), 64));   // more steps to come
+  EXPECT_FALSE(controller_becomes_worker(snap(6, 8, 2, 0, 512), 3));       // 4 uncovered, adds 3
+  EXPECT_TRUE(controller_becomes_worker(snap(6, 8, 2, 0, 512), 4));
+  EXPECT_FALSE(controller_becomes_worker(snap(3, 8, 3, 0, 512), 0));       // nothing to add
 }
