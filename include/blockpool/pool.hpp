@@ -17,11 +17,14 @@
 //     the running task and by shutdown (non-mandatory tasks only).
 //   * Tasks start in submission order (one FIFO queue for the pool). An idle
 //     thread is reused first, the most recently idle one. When every thread is
-//     busy and queued work stops making progress for a short grace period
-//     (about a quarter of a millisecond), the pool adds threads, quickly while
-//     the stall lasts, up to max_threads; at the cap tasks wait in the queue.
-//     Threads are created outside any lock, never by a spawn except the very
-//     first thread of an empty pool, and no spawn waits for a thread to start.
+//     busy and no queued task has started for a short grace period (a quarter
+//     of a millisecond), the pool adds threads, doubling while the stall
+//     lasts, up to max_threads; at the cap tasks wait in the queue. A flood of
+//     short tasks that the threads keep up with adds no thread.
+//   * Threads are created outside any lock, by a small growth-controller
+//     thread that exists only while the pool has workers. A spawn creates a
+//     thread itself only for an empty pool (its first worker) or to start
+//     that controller; it never waits for a thread to start.
 //   * Memory: one heap allocation per spawn holds the callable (any size,
 //     stored inline), the result and the handle's state. A callable that
 //     takes a std::stop_token costs one more (the stop state).
