@@ -18,7 +18,7 @@
 //   * Clock::now() may be called under mu_; ManualClock::advance() calls
 //     on_time_advanced(), which takes mu_, while holding the clock's own
 //     mutex: so the pool never calls add/remove_observer under mu_.
-// Counters in metrics_ are atomics updated with relaxed order; each is
+// The counters in m_ are atomics updated with relaxed order; each is
 // incremented before the event it counts is published (a task's state
 // release-store, mu_ unlock for thread counts), which gives the "counter no
 // later than the event" guarantee of metrics.hpp.
