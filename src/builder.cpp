@@ -6,12 +6,23 @@
 
 namespace blockpool {
 
-Config Builder::validated_config() const {
-  if (config_.max_threads == 0)
+namespace detail {
+void validate_config(const Config& config) {
+  if (config.max_threads == 0)
     throw std::invalid_argument("blockpool: max_threads must be at least 1 (got 0)");
-  if (keep_alive_negative_) throw std::invalid_argument("blockpool: keep_alive must not be negative");
-  if (config_.thread_name.empty() && !config_.thread_name_fn)
+  if (config.keep_alive < std::chrono::nanoseconds::zero())
+    throw std::invalid_argument("blockpool: keep_alive must not be negative");
+  if (config.thread_name.empty() && !config.thread_name_fn)
     throw std::invalid_argument("blockpool: thread_name must not be empty");
+}
+}  // namespace detail
+
+Config Builder::validated_config() const {
+  // keep_alive() clamps a negative duration (so a chain never throws) and
+  // remembers it; report it here in the order the settings are checked.
+  if (config_.max_threads != 0 && keep_alive_negative_)
+    throw std::invalid_argument("blockpool: keep_alive must not be negative");
+  detail::validate_config(config_);
   if (clock_set_ && !config_.clock) throw std::invalid_argument("blockpool: clock must not be null");
   Config c = config_;
   if (!c.clock) c.clock = system_clock();

@@ -75,6 +75,16 @@ void Core::arm_controller_locked(Actions& a) noexcept {
   }
 }
 
+namespace {
+// Ends a task that never reached a queue (spawned after shutdown, or through
+// an empty Handle): cancelled, callable destroyed on this thread.
+void cancel_unqueued(TaskBase* task) noexcept {
+  task->ops_->drop(task, {JoinError::Kind::kCancelled, JoinError::Reason::kSpawnAfterShutdown, {}});
+  task->finish(kCancelled);
+  task->release();
+}
+}  // namespace
+
 void Core::submit(TaskBase* task) noexcept {
   m_.spawned.fetch_add(1, kRelaxed);
   Actions a;
@@ -108,10 +118,8 @@ void Core::submit(TaskBase* task) noexcept {
     }
   }
   if (rejected) {
-    m_.cancelled.fetch_add(1, kRelaxed);
-    task->ops_->drop(task, {JoinError::Kind::kCancelled, JoinError::Reason::kSpawnAfterShutdown, {}});
-    task->finish(kCancelled);
-    task->release();
+    m_.cancelled.fetch_add(1, kRelaxed);  // before the handle ends
+    cancel_unqueued(task);
     return;
   }
   perform(a);
@@ -403,9 +411,7 @@ Metrics Core::metrics() const noexcept {
 
 void submit(Core* core, TaskBase* task) noexcept {
   if (core == nullptr) {  // empty Handle: as if the pool were gone
-    task->ops_->drop(task, {JoinError::Kind::kCancelled, JoinError::Reason::kSpawnAfterShutdown, {}});
-    task->finish(kCancelled);
-    task->release();
+    cancel_unqueued(task);
     return;
   }
   core->submit(task);

@@ -10,12 +10,7 @@ namespace blockpool {
 Pool::Pool() : Pool(Builder{}.validated_config()) {}
 
 Pool::Pool(Config config) {
-  if (config.max_threads == 0)
-    throw std::invalid_argument("blockpool: max_threads must be at least 1 (got 0)");
-  if (config.keep_alive < std::chrono::nanoseconds::zero())
-    throw std::invalid_argument("blockpool: keep_alive must not be negative");
-  if (config.thread_name.empty() && !config.thread_name_fn)
-    throw std::invalid_argument("blockpool: thread_name must not be empty");
+  detail::validate_config(config);
   core_ = detail::Core::create(std::move(config));
 }
 

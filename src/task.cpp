@@ -72,37 +72,28 @@ bool spin_until_final(const std::atomic<std::uint32_t>& state) noexcept {
 }  // namespace
 
 void TaskBase::wait() noexcept {
-  if (spin_until_final(state_)) return;
-  std::uint32_t s = state_.load(std::memory_order_acquire);
-  while (!is_final(s)) {
-    if ((s & kWaiterBit) == 0) {
-      if (!state_.compare_exchange_weak(s, s | kWaiterBit, std::memory_order_acquire,
-                                        std::memory_order_acquire))
-        continue;
-      s |= kWaiterBit;
-    }
-    futex_wait(state_, s, nullptr);
-    s = state_.load(std::memory_order_acquire);
-  }
+  if (!spin_until_final(state_)) (void)sleep_until_final(-1);
 }
 
 bool TaskBase::wait_until_ns(std::int64_t steady_deadline_ns) noexcept {
+  return sleep_until_final(steady_deadline_ns);
+}
+
+bool TaskBase::sleep_until_final(std::int64_t steady_deadline_ns) noexcept {
+  const bool timed = steady_deadline_ns >= 0;
   timespec abs{};
   abs.tv_sec = static_cast<time_t>(steady_deadline_ns / 1000000000);
   abs.tv_nsec = static_cast<long>(steady_deadline_ns % 1000000000);
   std::uint32_t s = state_.load(std::memory_order_acquire);
   while (!is_final(s)) {
-    timespec now{};
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    const std::int64_t now_ns = std::int64_t{now.tv_sec} * 1000000000 + now.tv_nsec;
-    if (now_ns >= steady_deadline_ns) return false;
+    if (timed && monotonic_ns() >= steady_deadline_ns) return false;
     if ((s & kWaiterBit) == 0) {
       if (!state_.compare_exchange_weak(s, s | kWaiterBit, std::memory_order_acquire,
                                         std::memory_order_acquire))
         continue;
       s |= kWaiterBit;
     }
-    futex_wait(state_, s, &abs);
+    futex_wait(state_, s, timed ? &abs : nullptr);
     s = state_.load(std::memory_order_acquire);
   }
   return true;

@@ -45,6 +45,11 @@ struct Config {
   testing::ThreadFaultInjector thread_fault;  // tests only
 };
 
+namespace detail {
+// Throws std::invalid_argument naming the first bad setting of `config`.
+void validate_config(const Config& config);
+}  // namespace detail
+
 class Builder {
  public:
   Builder() = default;

@@ -159,6 +159,9 @@ class TaskBase {
   // steady_clock time in nanoseconds; returns true if the task ended.
   void wait() noexcept;
   bool wait_until_ns(std::int64_t steady_deadline_ns) noexcept;
+  // Sleeps on the futex until the task ends or (for a deadline >= 0) that
+  // steady_clock time; true if it ended. Shared by wait and wait_until_ns.
+  bool sleep_until_final(std::int64_t steady_deadline_ns) noexcept;
 
   // Cancels the task if it has not started, exactly like abort(), but leaves
   // a running task alone. Returns true if this call cancelled it.
