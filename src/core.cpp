@@ -56,7 +56,7 @@ Core::~Core() {
 
 growth::Snapshot Core::snapshot_locked() const noexcept {
   growth::Snapshot s;
-  s.queued = static_cast<std::size_t>(m_.queued.load(kRelaxed));
+  s.queued = static_cast<std::size_t>(queue_depth());
   s.threads = threads_;
   s.starting = starting_;
   s.idle = idle_count_;
@@ -86,16 +86,15 @@ void cancel_unqueued(TaskBase* task) noexcept {
 }  // namespace
 
 void Core::submit(TaskBase* task) noexcept {
-  m_.spawned.fetch_add(1, kRelaxed);
   Actions a;
   bool rejected = false;
   {
     std::lock_guard lk(mu_);
+    spawned_.store(spawned_.load(kRelaxed) + 1, kRelaxed);  // only under mu_
     if (shutdown_) {
       rejected = true;
     } else {
-      queue_.push(task);
-      m_.queued.fetch_add(1, kRelaxed);
+      queue_push_locked(task);
       if (spinners_ + waking_ > 0) {
         // A worker is already on its way (woken, or polling before it parks):
         // it takes this task, and wakes the next idle worker itself if more
@@ -126,8 +125,7 @@ void Core::submit(TaskBase* task) noexcept {
 }
 
 void Core::maybe_wake_idle_locked(Actions& a) noexcept {
-  if (a.wake != nullptr || idle_head_ == nullptr || spinners_ + waking_ > 0 ||
-      m_.queued.load(kRelaxed) == 0)
+  if (a.wake != nullptr || idle_head_ == nullptr || spinners_ + waking_ > 0 || queue_depth() == 0)
     return;
   Worker* w = pop_idle_locked();
   w->notified = true;
@@ -212,11 +210,10 @@ std::size_t Core::start_threads(std::size_t workers, bool controller) noexcept {
 }
 
 void Core::take_all_queued_locked(TaskChain& out) noexcept {
-  TaskBase* t = queue_.take_all();
+  TaskBase* t = queue_take_all_locked();
   while (t != nullptr) {
     TaskBase* next = t->next_;
     if (t->claim_from_queued(kAborting)) {
-      m_.queued.fetch_sub(1, kRelaxed);
       out.push(t);
     } else {
       t->next_ = nullptr;
@@ -243,9 +240,8 @@ void Core::end_tasks(TaskChain& tasks, const JoinErrorInfo& e) noexcept {
 
 TaskBase* Core::pop_locked() noexcept {
   while (!queue_.empty()) {
-    TaskBase* t = queue_.pop();
+    TaskBase* t = queue_pop_locked();
     if (t->claim_from_queued(kRunning)) {
-      m_.queued.fetch_sub(1, kRelaxed);
       ++started_tasks_;
       return t;
     }
@@ -260,12 +256,37 @@ void Core::reap_tombstone(TaskBase* t) noexcept {
   // Core before we can let the Core go. It never takes mu_, so waiting here
   // under mu_ cannot deadlock.
   while (t->state() == kAborting) sched_yield();
+  tombstones_.fetch_sub(1, kRelaxed);  // counted by note_aborted, in kAborting
   t->release();
 }
 
 void Core::note_aborted() noexcept {
-  m_.queued.fetch_sub(1, kRelaxed);
+  tombstones_.fetch_add(1, kRelaxed);
   m_.cancelled.fetch_add(1, kRelaxed);
+}
+
+void Core::queue_push_locked(TaskBase* t) noexcept {
+  queue_.push(t);
+  queued_.store(queued_.load(kRelaxed) + 1, kRelaxed);  // only under mu_
+}
+
+TaskBase* Core::queue_pop_locked() noexcept {
+  queued_.store(queued_.load(kRelaxed) - 1, kRelaxed);
+  return queue_.pop();
+}
+
+TaskBase* Core::queue_take_all_locked() noexcept {
+  queued_.store(0, kRelaxed);
+  return queue_.take_all();
+}
+
+std::uint64_t Core::queue_depth() const noexcept {
+  // Tombstones first: one counted here is still in queued_ (it leaves both
+  // under mu_, tombstones_ last), so the difference cannot wrap below zero
+  // for long; clamp the transient.
+  const std::uint64_t dead = tombstones_.load(kRelaxed);
+  const std::uint64_t all = queued_.load(kRelaxed);
+  return all > dead ? all - dead : 0;
 }
 
 void Core::push_idle_locked(Worker* w) noexcept {
@@ -329,14 +350,13 @@ bool Core::shutdown(std::chrono::nanoseconds timeout) {
   if (!shutdown_) {
     shutdown_ = true;
     // Queued tasks: cancel the non-mandatory ones at once, keep the rest.
-    TaskBase* t = queue_.take_all();
+    TaskBase* t = queue_take_all_locked();
     while (t != nullptr) {
       TaskBase* next = t->next_;
       t->next_ = nullptr;
       if (t->mandatory() && t->state() == kQueued) {
-        queue_.push(t);
+        queue_push_locked(t);
       } else if (t->claim_from_queued(kAborting)) {
-        m_.queued.fetch_sub(1, kRelaxed);
         cancelled.push(t);
       } else {
         reap_tombstone(t);
@@ -396,8 +416,8 @@ Metrics Core::metrics() const noexcept {
   Metrics r;
   r.threads = m_.threads.load(kRelaxed);
   r.idle_threads = m_.idle.load(kRelaxed);
-  r.queue_depth = m_.queued.load(kRelaxed);
-  r.spawned = m_.spawned.load(kRelaxed);
+  r.queue_depth = queue_depth();
+  r.spawned = spawned_.load(kRelaxed);
   r.completed = m_.completed.load(kRelaxed);
   r.failed = m_.failed.load(kRelaxed);
   r.cancelled = m_.cancelled.load(kRelaxed);

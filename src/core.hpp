@@ -157,6 +157,11 @@ class Core final : public std::enable_shared_from_this<Core>, private Clock::Obs
   void end_tasks(TaskChain& tasks, const JoinErrorInfo& e) noexcept;
   TaskBase* pop_locked() noexcept;  // next startable task (kQueued -> kRunning), or null
   void reap_tombstone(TaskBase* t) noexcept;
+  void queue_push_locked(TaskBase* t) noexcept;
+  TaskBase* queue_pop_locked() noexcept;       // precondition: !queue_.empty()
+  TaskBase* queue_take_all_locked() noexcept;  // the whole chain, oldest first
+  // Logical queue depth: queued tasks not aborted. Exact under mu_.
+  [[nodiscard]] std::uint64_t queue_depth() const noexcept;
   void push_idle_locked(Worker* w) noexcept;
   Worker* pop_idle_locked() noexcept;
   void remove_idle_locked(Worker* w) noexcept;
@@ -177,11 +182,22 @@ class Core final : public std::enable_shared_from_this<Core>, private Clock::Obs
   const std::shared_ptr<Clock> clock_;  // immutable; never null
 
   // ---- guarded by mu_ ----
-  mutable std::mutex mu_;
-  std::condition_variable exit_cv_;  // signalled when live_os_threads_ drops
-  std::condition_variable ctl_cv_;   // wakes the controller
-
+  // The spawn/pop hot path touches two cache lines of the Core, both already
+  // owned by whoever holds mu_: line one is the mutex, the queue and its
+  // length; line two the fields every spawn reads or writes. The counters a
+  // spawn and a pop update (queued_, spawned_) are written only under mu_,
+  // with plain load + store rather than locked read-modify-writes, and read
+  // without it (relaxed) by metrics() and polling workers.
+  alignas(64) mutable std::mutex mu_;
   TaskChain queue_ BLOCKPOOL_GUARDED_BY(mu_);  // FIFO of queued tasks (and tombstones)
+  std::atomic<std::uint64_t> queued_{0};  // entries in queue_, tombstones included; written under mu_
+
+  alignas(64) std::atomic<std::uint64_t> spawned_{0};  // written under mu_
+  std::uint64_t started_tasks_ BLOCKPOOL_GUARDED_BY(mu_) = 0;  // progress, for the controller
+  std::size_t spinners_ BLOCKPOOL_GUARDED_BY(mu_) = 0;  // workers polling for work before parking
+  std::size_t waking_ BLOCKPOOL_GUARDED_BY(mu_) = 0;    // workers notified, not yet back in the loop
+  bool shutdown_ BLOCKPOOL_GUARDED_BY(mu_) = false;
+  bool controller_armed_ BLOCKPOOL_GUARDED_BY(mu_) = false;
   Worker* idle_head_ BLOCKPOOL_GUARDED_BY(mu_) = nullptr;  // most recently idle first
   std::size_t idle_count_ BLOCKPOOL_GUARDED_BY(mu_) = 0;
   Worker* all_head_ BLOCKPOOL_GUARDED_BY(mu_) = nullptr;
@@ -190,22 +206,19 @@ class Core final : public std::enable_shared_from_this<Core>, private Clock::Obs
   std::size_t live_os_threads_ BLOCKPOOL_GUARDED_BY(mu_) = 0;  // workers + controller
   std::atomic<std::uint64_t> next_index_{0};  // worker names; relaxed (only uniqueness matters)
   std::atomic<std::uint64_t> create_attempts_{0};  // fault-injection index; relaxed (a count)
-  std::uint64_t started_tasks_ BLOCKPOOL_GUARDED_BY(mu_) = 0;  // progress, for the controller
-  std::size_t spinners_ BLOCKPOOL_GUARDED_BY(mu_) = 0;  // workers polling for work before parking
-  std::size_t waking_ BLOCKPOOL_GUARDED_BY(mu_) = 0;    // workers notified, not yet back in the loop
   bool controller_running_ BLOCKPOOL_GUARDED_BY(mu_) = false;
-  bool controller_armed_ BLOCKPOOL_GUARDED_BY(mu_) = false;
-  bool shutdown_ BLOCKPOOL_GUARDED_BY(mu_) = false;
   bool has_last_exited_ BLOCKPOOL_GUARDED_BY(mu_) = false;  // the join chain
   pthread_t last_exited_ BLOCKPOOL_GUARDED_BY(mu_){};
+  std::condition_variable exit_cv_;  // signalled when live_os_threads_ drops
+  std::condition_variable ctl_cv_;   // wakes the controller
+  // Queued tasks that abort() (no lock) has claimed, still linked in queue_
+  // until a worker or shutdown unlinks them. queue depth = queued_ - this.
+  alignas(64) std::atomic<std::uint64_t> tombstones_{0};
 
   // ---- metrics: atomics, relaxed (see header comment) ----
-  // Grouped by writer so spawners and workers do not false-share a cache
-  // line: `spawned` is written by spawners, `queued` by both (and read by
-  // spinning workers), `completed`/`failed` by workers.
+  // On their own cache lines, away from the spawn path: `completed`/`failed`
+  // are written by workers as tasks end.
   struct Counters {
-    alignas(64) std::atomic<std::uint64_t> spawned{0};
-    alignas(64) std::atomic<std::uint64_t> queued{0};
     alignas(64) std::atomic<std::uint64_t> completed{0};
     std::atomic<std::uint64_t> failed{0};
     alignas(64) std::atomic<std::uint64_t> threads{0};

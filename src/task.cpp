@@ -39,7 +39,9 @@ void futex_wait(std::atomic<std::uint32_t>& a, std::uint32_t expected, const tim
 void TaskBase::finish(std::uint32_t final_state) noexcept {
   // acq_rel: release publishes the stored result to every reader that
   // acquires the state; acquire orders us after a waiter's bit-setting CAS.
-  const std::uint32_t prev = state_.exchange(final_state, std::memory_order_acq_rel);
+  // The mandatory bit is immutable, so reading it apart from the exchange is safe.
+  const std::uint32_t keep = state_.load(std::memory_order_relaxed) & kMandatoryBit;
+  const std::uint32_t prev = state_.exchange(final_state | keep, std::memory_order_acq_rel);
   if ((prev & kWaiterBit) != 0) futex_wake_all(state_);
   // acq_rel: acquire sees the continuation's fields written before it was
   // published; release lets a later set_continuation (which fails) see the

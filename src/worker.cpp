@@ -77,7 +77,7 @@ void Core::run_worker(Worker* w) noexcept {
       // the controller watches the queue (spawns that found a worker already
       // on its way left both to us).
       Actions a;
-      if (m_.queued.load(kRelaxed) > 0) {
+      if (queue_depth() > 0) {
         if (idle_head_ != nullptr) {
           maybe_wake_idle_locked(a);
         } else if (!controller_armed_ && growth::should_watch(snapshot_locked())) {
@@ -119,7 +119,7 @@ void Core::run_worker(Worker* w) noexcept {
       lk.unlock();
       for (unsigned i = 1;; ++i) {
         // Relaxed: only a hint; the queue itself is read under mu_ below.
-        if (m_.queued.load(kRelaxed) > 0) break;
+        if (queued_.load(kRelaxed) > 0) break;
         if ((i & 63) == 0 && std::chrono::steady_clock::now() - idle_start > growth::kSpinWindow)
           break;
         cpu_relax();
@@ -187,7 +187,7 @@ void Core::run_worker(Worker* w) noexcept {
   // at the cap it neither started a thread nor armed the controller. Now that
   // it is gone, make sure someone will run what is queued (during shutdown:
   // mandatory tasks), or the task would be stranded.
-  if (m_.queued.load(kRelaxed) > 0 && idle_count_ == 0) {
+  if (queue_depth() > 0 && idle_count_ == 0) {
     const growth::Snapshot s = snapshot_locked();
     if (growth::spawn_must_start_thread(s)) {
       ++threads_;

@@ -58,6 +58,9 @@ enum TaskState : std::uint32_t {
 inline constexpr std::uint32_t kStateMask = 0xff;
 // Set by a thread that sleeps in wait(): the finisher must wake the futex.
 inline constexpr std::uint32_t kWaiterBit = 0x100;
+// Set at construction for spawn_mandatory_blocking; never changes (every
+// transition keeps the bits above kStateMask).
+inline constexpr std::uint32_t kMandatoryBit = 0x200;
 
 inline constexpr bool is_final(std::uint32_t s) noexcept { return (s & kStateMask) >= kCompleted; }
 
@@ -85,10 +88,13 @@ class TaskBase {
     void (*drop)(TaskBase* self, const JoinErrorInfo& error) noexcept;
     // Destroys the whole block (result included).
     void (*destroy)(TaskBase* self) noexcept;
+    // The block's stop source; null (the pointer itself) for callables that
+    // do not take a std::stop_token.
+    std::stop_source* (*stop)(TaskBase* self) noexcept;
   };
 
-  TaskBase(const Ops* ops, bool mandatory, std::stop_source* stop) noexcept
-      : ops_(ops), stop_(stop), mandatory_(mandatory) {}
+  TaskBase(const Ops* ops, bool mandatory) noexcept
+      : ops_(ops), state_{mandatory ? kMandatoryBit : std::uint32_t{kQueued}} {}
   TaskBase(const TaskBase&) = delete;
   TaskBase& operator=(const TaskBase&) = delete;
 
@@ -109,8 +115,11 @@ class TaskBase {
     return state_.load(std::memory_order_acquire) & kStateMask;
   }
   [[nodiscard]] bool is_done() const noexcept { return is_final(state()); }
-  [[nodiscard]] bool mandatory() const noexcept { return mandatory_; }
-  [[nodiscard]] bool stoppable() const noexcept { return stop_ != nullptr; }
+  [[nodiscard]] bool mandatory() const noexcept {
+    // Relaxed: the bit is set before the block is shared and never changes.
+    return (state_.load(std::memory_order_relaxed) & kMandatoryBit) != 0;
+  }
+  [[nodiscard]] bool stoppable() const noexcept { return ops_->stop != nullptr; }
 
   // Moves kQueued -> `to`, keeping the waiter bit. Returns false if the task
   // has already left kQueued.
@@ -152,7 +161,7 @@ class TaskBase {
   }
 
   void request_stop() noexcept {
-    if (stop_ != nullptr) stop_->request_stop();
+    if (ops_->stop != nullptr) ops_->stop(this)->request_stop();
   }
 
   // Blocking waits (futex based). wait_until_ns takes an absolute
@@ -179,11 +188,11 @@ class TaskBase {
   const Ops* ops_;
 
  private:
+  // 40 bytes in all, so that a block with a small callable stays within the
+  // allocator's smallest, cheapest size classes (see TaskImpl).
   std::atomic<std::uint32_t> refs_{2};
-  std::atomic<std::uint32_t> state_{kQueued};
+  std::atomic<std::uint32_t> state_;  // TaskState | kWaiterBit | kMandatoryBit
   std::atomic<Continuation*> cont_{nullptr};
-  std::stop_source* stop_;  // points into the derived block; null if not stoppable
-  bool mandatory_;
 };
 
 // Where a finished task's outcome lives. T may be void or a move-only type.
@@ -274,47 +283,20 @@ class ResultSlot {
   };
 };
 
+// void results: the general slot holding an empty value, so the block has
+// the same 32-byte slot (a one-byte kind and a union) as any small result.
+struct Unit {};
 template <>
-class ResultSlot<void> {
- public:
-  void set_value() noexcept { kind_ = kValue; }
-  void set_exception(std::exception_ptr e) noexcept {
-    exc_ = std::move(e);
-    kind_ = kException;
-  }
-  void set_error(const JoinErrorInfo& e) noexcept {
-    err_ = e;
-    kind_ = kError;
-  }
-  void take() {
-    switch (kind_) {
-      case kValue:
-        return;
-      case kException: {
-        // Moved out: the consumer's thread drops the last reference to the
-        // exception (when its catch ends), not whichever pool thread happens
-        // to destroy the task block later.
-        std::exception_ptr e = std::move(exc_);
-        std::rethrow_exception(std::move(e));
-      }
-      case kError:
-        throw err_.make();
-      default:
-        throw std::logic_error("blockpool: result taken twice");
-    }
-  }
-  [[nodiscard]] std::exception_ptr exception() const noexcept {
-    if (kind_ == kException) return exc_;
-    if (kind_ == kError) return std::make_exception_ptr(err_.make());
-    return nullptr;
-  }
-  [[nodiscard]] bool has_value() const noexcept { return kind_ == kValue; }
+class ResultSlot<void> : private ResultSlot<Unit> {
+  using Base = ResultSlot<Unit>;
 
- private:
-  enum Kind : unsigned char { kNone, kValue, kException, kError };
-  Kind kind_ = kNone;
-  std::exception_ptr exc_;
-  JoinErrorInfo err_;
+ public:
+  void set_value() noexcept { Base::set_value(); }
+  using Base::exception;
+  using Base::has_value;
+  using Base::set_error;
+  using Base::set_exception;
+  void take() { (void)Base::take(); }
 };
 
 template <class F>
@@ -342,15 +324,17 @@ class TaskImpl final : public TaskBase {
 
  public:
   template <class G>
-  TaskImpl(G&& g, bool mandatory)
-      : TaskBase(&kOps, mandatory, stop_ptr()), fn_(std::forward<G>(g)) {}
+  TaskImpl(G&& g, bool mandatory) : TaskBase(&kOps, mandatory), fn_(std::forward<G>(g)) {}
 
   ResultSlot<R>& result() noexcept { return result_; }
 
  private:
-  std::stop_source* stop_ptr() noexcept {
+  using StopFn = std::stop_source* (*)(TaskBase*) noexcept;
+  static constexpr StopFn stop_fn() noexcept {
     if constexpr (kStop) {
-      return &stop_state_;
+      return [](TaskBase* b) noexcept -> std::stop_source* {
+        return &static_cast<TaskImpl*>(b)->stop_state_;
+      };
     } else {
       return nullptr;
     }
@@ -393,7 +377,7 @@ class TaskImpl final : public TaskBase {
     }
   }
 
-  static constexpr Ops kOps{&TaskImpl::run, &TaskImpl::drop, &TaskImpl::destroy};
+  static constexpr Ops kOps{&TaskImpl::run, &TaskImpl::drop, &TaskImpl::destroy, stop_fn()};
 
   // Declared (so constructed) before the callable: if allocating the stop
   // state throws, no callable has been constructed that would leak.
