@@ -15,14 +15,17 @@
 #include <string>
 #include <vector>
 
+#include "blockpool/testing.hpp"
 #include "stress_util.hpp"
 
 namespace {
 // 0: off. Otherwise the allocation that brings it to 0 throws.
 thread_local long t_fail_countdown = 0;
+thread_local long t_news = 0;  // operator new calls made by this thread
 }  // namespace
 
 void* operator new(std::size_t n) {
+  ++t_news;
   if (t_fail_countdown > 0 && --t_fail_countdown == 0) throw std::bad_alloc();
   if (n == 0) n = 1;
   if (void* p = std::malloc(n)) return p;
@@ -52,6 +55,10 @@ void operator delete[](void* p, const std::nothrow_t&) noexcept { std::free(p); 
 using blockpool::JoinError;
 
 namespace {
+// The allocations counted here are the pool's calls to operator new: turn
+// off the recycling of task blocks, which would serve spawns without one.
+const bool g_block_cache_off = (blockpool::testing::set_task_block_cache(false), true);
+
 std::atomic<long> g_live{0};
 struct Tracked {
   Tracked() { g_live.fetch_add(1); }
@@ -136,4 +143,32 @@ TEST(FaultAlloc, EveryAllocationPointOfSpawn) {
   EXPECT_GT(spawned_ok, 0);
   std::printf("[fault] alloc points: %d threw bad_alloc, %d spawned, %d spawn failures\n", threw,
               spawned_ok, spawn_failures);
+}
+
+// The recycling of task blocks (on by default; off in the rest of this file):
+// blocks that pool threads free come back to the spawning thread, so once
+// tasks have completed, spawning small tasks makes no call to operator new.
+TEST(BlockCache, SpawnsReuseFreedBlocks) {
+#if defined(__SANITIZE_ADDRESS__)
+  GTEST_SKIP() << "no recycling under AddressSanitizer";
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+  GTEST_SKIP() << "no recycling under AddressSanitizer";
+#endif
+#endif
+  blockpool::testing::set_task_block_cache(true);
+  {
+    blockpool::Pool pool;
+    std::vector<blockpool::JoinHandle<int>> hs;
+    for (int i = 0; i < 1000; ++i) hs.push_back(pool.spawn_blocking([i] { return i; }));
+    for (int i = 0; i < 1000; ++i) ASSERT_EQ(hs[i].get(), i);
+    hs.clear();  // the blocks go back: from this thread's handles and the workers
+    hs.reserve(32);
+    const long before = t_news;
+    for (int i = 0; i < 32; ++i) hs.push_back(pool.spawn_blocking([i] { return i; }));
+    EXPECT_EQ(t_news - before, 0) << "spawns called operator new despite free blocks";
+    for (int i = 0; i < 32; ++i) EXPECT_EQ(hs[i].get(), i);
+    ASSERT_TRUE(pool.shutdown());
+  }
+  blockpool::testing::set_task_block_cache(false);
 }

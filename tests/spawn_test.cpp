@@ -1,5 +1,6 @@
 // Results: what JoinHandle::get()/wait()/wait_for()/is_finished() deliver.
 #include <array>
+#include <cstdint>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -124,6 +125,17 @@ TEST(Spawn, LargeCallable) {
   unsigned long expect = 0;
   for (unsigned char c : big) expect += c;
   EXPECT_EQ(h.get(), expect);
+}
+
+// A callable with extended alignment keeps it inside the task block (which
+// then comes from the aligned operator new, not the recycled blocks).
+TEST(Spawn, OverAlignedCallableIsAligned) {
+  struct alignas(128) Aligned {
+    unsigned char pad[8] = {};
+    std::uintptr_t operator()() const { return reinterpret_cast<std::uintptr_t>(this) % 128; }
+  };
+  blockpool::Pool pool;
+  for (int i = 0; i < 8; ++i) EXPECT_EQ(pool.spawn_blocking(Aligned{}).get(), 0u);
 }
 
 TEST(Spawn, EmptyHandleThrowsLogicError) {

@@ -55,4 +55,12 @@ class ManualClock final : public Clock {
 // pool's lock, possibly from several threads at once.
 using ThreadFaultInjector = std::function<int(std::uint64_t attempt)>;
 
+// Turns the recycling of task blocks on or off for the whole process (on by
+// default; always off in AddressSanitizer builds, where a recycled block
+// would hide a use after free). With it off, every spawn makes
+// its one allocation through ::operator new and every task block is freed
+// with ::operator delete: for tests that count or fail allocations by
+// replacing the global operator new. Call it while no pool runs tasks.
+void set_task_block_cache(bool enabled) noexcept;
+
 }  // namespace blockpool::testing

@@ -31,6 +31,7 @@
 #pragma once
 
 #include <atomic>
+#include <cstddef>
 #include <cstdint>
 #include <exception>
 #include <functional>
@@ -45,6 +46,13 @@
 namespace blockpool::detail {
 
 class Core;
+
+// Task block memory (src/block_cache.cpp): blocks of up to 256 bytes are
+// recycled between the threads that free them and the threads that spawn;
+// larger ones come from ::operator new. allocate_task_block throws
+// std::bad_alloc like operator new.
+void* allocate_task_block(std::size_t n);
+void free_task_block(void* p, std::size_t n) noexcept;
 
 enum TaskState : std::uint32_t {
   kQueued = 0,
@@ -327,6 +335,15 @@ class TaskImpl final : public TaskBase {
   TaskImpl(G&& g, bool mandatory) : TaskBase(&kOps, mandatory), fn_(std::forward<G>(g)) {}
 
   ResultSlot<R>& result() noexcept { return result_; }
+
+  // The block's memory: recycled (see allocate_task_block), except for an
+  // over-aligned callable, which gets its alignment from ::operator new.
+  static void* operator new(std::size_t n) { return allocate_task_block(n); }
+  static void operator delete(void* p, std::size_t n) noexcept { free_task_block(p, n); }
+  static void* operator new(std::size_t n, std::align_val_t a) { return ::operator new(n, a); }
+  static void operator delete(void* p, std::size_t, std::align_val_t a) noexcept {
+    ::operator delete(p, a);  // unsized: clang does not declare sized deallocation by default
+  }
 
  private:
   using StopFn = std::stop_source* (*)(TaskBase*) noexcept;
