@@ -207,6 +207,9 @@ class Core final : public std::enable_shared_from_this<Core>, private Clock::Obs
   std::atomic<std::uint64_t> next_index_{0};  // worker names; relaxed (only uniqueness matters)
   std::atomic<std::uint64_t> create_attempts_{0};  // fault-injection index; relaxed (a count)
   bool controller_running_ BLOCKPOOL_GUARDED_BY(mu_) = false;
+  // When a controller last believed a stall and added threads (the clock's
+  // epoch, i.e. long ago, at first): later watches use a shorter grace.
+  std::chrono::steady_clock::time_point last_stall_ BLOCKPOOL_GUARDED_BY(mu_){};
   bool has_last_exited_ BLOCKPOOL_GUARDED_BY(mu_) = false;  // the join chain
   pthread_t last_exited_ BLOCKPOOL_GUARDED_BY(mu_){};
   std::condition_variable exit_cv_;  // signalled when live_os_threads_ drops

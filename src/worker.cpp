@@ -209,15 +209,16 @@ void Core::run_worker(Worker* w) noexcept {
 
 void Core::run_controller() noexcept {
   set_current_thread_name(suffixed_thread_name(config_.thread_name, "-ctl"));
+  using std::chrono::steady_clock;
   std::unique_lock lk(mu_);
-  std::chrono::microseconds interval = growth::kGrace;
+  std::chrono::microseconds interval = growth::grace_for(steady_clock::now() - last_stall_);
   std::chrono::microseconds backoff{0};
   unsigned stalls_in_a_row = 0;
   while (!shutdown_) {
     if (!controller_armed_) {
       if (threads_ == 0) break;  // nothing to watch; a later spawn starts us again
       ctl_cv_.wait(lk);
-      interval = growth::kGrace;
+      interval = std::max(growth::grace_for(steady_clock::now() - last_stall_), backoff);
       continue;
     }
     const std::uint64_t seen = started_tasks_;
@@ -232,7 +233,8 @@ void Core::run_controller() noexcept {
       continue;
     }
     const bool progressed = started_tasks_ != seen;
-    interval = std::max(growth::next_interval(interval, progressed), backoff);
+    const auto grace = growth::grace_for(steady_clock::now() - last_stall_);
+    interval = std::max(growth::next_interval(interval, progressed, grace), backoff);
     // A stall seen by a late controller is believed once it persists: work
     // that waits on other queued work (nested spawns) must always get its
     // threads, however oversubscribed the machine.
@@ -241,6 +243,8 @@ void Core::run_controller() noexcept {
     stalls_in_a_row = 0;
     const std::size_t n = growth::threads_to_add_on_stall(s);
     if (n == 0) continue;
+    last_stall_ = steady_clock::now();
+    interval = std::max(growth::kShortGrace, backoff);
     if (growth::controller_becomes_worker(s, n)) {
       // This step covers the whole backlog: rather than create the n-th
       // thread, this thread becomes it, so a burst ends with as many threads

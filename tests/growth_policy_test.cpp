@@ -97,6 +97,18 @@ TEST(GrowthPolicy, IntervalBacksOffAndResets) {
   EXPECT_LT(kGrace, kMaxInterval);
 }
 
+// After a believed stall the pool is known to run blocking work: the next
+// watches wait the short grace, and a stall resets the interval to it.
+TEST(GrowthPolicy, ShortGraceOnlyShortlyAfterAStall) {
+  EXPECT_EQ(grace_for(std::chrono::milliseconds(0)), kShortGrace);
+  EXPECT_EQ(grace_for(kStallMemory - std::chrono::milliseconds(1)), kShortGrace);
+  EXPECT_EQ(grace_for(kStallMemory), kGrace);
+  EXPECT_EQ(grace_for(std::chrono::hours(1)), kGrace);
+  EXPECT_LT(kShortGrace, kGrace);
+  EXPECT_EQ(next_interval(kMaxInterval, false, kShortGrace), kShortGrace);
+  EXPECT_EQ(next_interval(kShortGrace, true, kShortGrace), kShortGrace * 2);
+}
+
 TEST(GrowthPolicy, ControllerBecomesTheLastWorkerOnlyWhenAStepCoversTheBacklog) {
   using blockpool::detail::growth::controller_becomes_worker;
   EXPECT_TRUE(controller_becomes_worker(snap(128, 128, 0, 0, 512), 128));  // burst: last doubling
