@@ -15,6 +15,8 @@
 #include <limits>
 #include <new>
 
+#include <sched.h>
+
 #include "core.hpp"
 
 namespace blockpool::detail {
@@ -120,8 +122,14 @@ void Core::run_worker(Worker* w) noexcept {
       for (unsigned i = 1;; ++i) {
         // Relaxed: only a hint; the queue itself is read under mu_ below.
         if (queued_.load(kRelaxed) > 0) break;
-        if ((i & 63) == 0 && std::chrono::steady_clock::now() - idle_start > growth::kSpinWindow)
-          break;
+        if ((i & 63) == 0) {
+          if (std::chrono::steady_clock::now() - idle_start > growth::kSpinWindow) break;
+          // Give the CPU to any thread that is waiting for it (returns at
+          // once if none is): the scheduler often puts a woken worker on its
+          // waker's CPU, and then a spinner would keep the very thread that
+          // spawns (or takes the results) off it.
+          sched_yield();
+        }
         cpu_relax();
       }
       lk.lock();
