@@ -4,9 +4,11 @@
 
 #include <sched.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <limits>
 #include <new>
+#include <thread>
 
 namespace blockpool::detail {
 
@@ -38,7 +40,9 @@ std::shared_ptr<Core> Core::create(Config config) {
 }
 
 Core::Core(Config config)
-    : config_(std::move(config)), clock_(config_.clock ? config_.clock : system_clock()) {}
+    : config_(std::move(config)),
+      clock_(config_.clock ? config_.clock : system_clock()),
+      cpus_(std::max(1u, std::thread::hardware_concurrency())) {}
 
 Core::~Core() {
   if (!clock_->is_real_time()) clock_->remove_observer(this);
@@ -61,6 +65,7 @@ growth::Snapshot Core::snapshot_locked() const noexcept {
   s.starting = starting_;
   s.idle = idle_count_;
   s.max_threads = config_.max_threads;
+  s.cpus = cpus_;
   return s;
 }
 

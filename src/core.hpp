@@ -180,6 +180,7 @@ class Core final : public std::enable_shared_from_this<Core>, private Clock::Obs
  public:
   const Config config_;        // immutable after construction
   const std::shared_ptr<Clock> clock_;  // immutable; never null
+  const std::size_t cpus_;              // immutable: hardware threads (at least 1)
 
   // ---- guarded by mu_ ----
   // The spawn/pop hot path touches two cache lines of the Core, both already

@@ -16,6 +16,7 @@
 #include <new>
 
 #include <sched.h>
+#include <time.h>
 
 #include "core.hpp"
 
@@ -32,6 +33,13 @@ void run_hook(const Fn& fn, std::atomic<std::uint64_t>& errors) noexcept {
   } catch (...) {
     errors.fetch_add(1, kRelaxed);
   }
+}
+
+// CPU time used by the whole process so far (all its threads).
+std::chrono::nanoseconds process_cpu_time() noexcept {
+  timespec ts{};
+  if (clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts) != 0) return std::chrono::nanoseconds(0);
+  return std::chrono::seconds(ts.tv_sec) + std::chrono::nanoseconds(ts.tv_nsec);
 }
 
 Clock::time_point saturating_add(Clock::time_point t, std::chrono::nanoseconds d) noexcept {
@@ -230,11 +238,15 @@ void Core::run_controller() noexcept {
       continue;
     }
     const std::uint64_t seen = started_tasks_;
+    const std::size_t queued_before = static_cast<std::size_t>(queue_depth());
     const auto began = std::chrono::steady_clock::now();
+    const std::chrono::nanoseconds cpu_began = process_cpu_time();
     const auto until = began + interval;
     while (!shutdown_ && std::chrono::steady_clock::now() < until) ctl_cv_.wait_until(lk, until);
     if (shutdown_) break;
-    const bool on_time = growth::woke_on_time(std::chrono::steady_clock::now() - began, interval);
+    const auto elapsed = std::chrono::steady_clock::now() - began;
+    const bool on_time = growth::woke_on_time(elapsed, interval);
+    const bool saturated = growth::cpus_saturated(process_cpu_time() - cpu_began, elapsed, cpus_);
     const growth::Snapshot s = snapshot_locked();
     if (!growth::should_watch(s)) {
       controller_armed_ = false;
@@ -243,17 +255,24 @@ void Core::run_controller() noexcept {
     const bool progressed = started_tasks_ != seen;
     const auto grace = growth::grace_for(steady_clock::now() - last_stall_);
     interval = std::max(growth::next_interval(interval, progressed, grace), backoff);
-    // A stall seen by a late controller is believed once it persists: work
-    // that waits on other queued work (nested spawns) must always get its
-    // threads, however oversubscribed the machine.
-    stalls_in_a_row = progressed ? 0 : stalls_in_a_row + 1;
-    if (progressed || !growth::believe_stall(on_time, stalls_in_a_row)) continue;
-    stalls_in_a_row = 0;
-    const std::size_t n = growth::threads_to_add_on_stall(s);
-    if (n == 0) continue;
-    last_stall_ = steady_clock::now();
-    interval = std::max(growth::kShortGrace, backoff);
-    if (growth::controller_becomes_worker(s, n)) {
+    std::size_t n = 0;
+    if (progressed) {
+      // Short tasks: grow only if the backlog still grew (see growth.hpp).
+      stalls_in_a_row = 0;
+      n = growth::threads_to_add_on_backlog(s, queued_before);
+      if (n == 0) continue;
+    } else {
+      // A stall seen by a late controller is believed once it persists:
+      // work that waits on other queued work (nested spawns) must always get
+      // its threads, however oversubscribed the machine.
+      if (!growth::believe_stall(on_time, saturated, ++stalls_in_a_row)) continue;
+      stalls_in_a_row = 0;
+      n = growth::threads_to_add_on_stall(s);
+      if (n == 0) continue;
+      last_stall_ = steady_clock::now();
+      interval = std::max(growth::kShortGrace, backoff);
+    }
+    if (!progressed && growth::controller_becomes_worker(s, n)) {
       // This step covers the whole backlog: rather than create the n-th
       // thread, this thread becomes it, so a burst ends with as many threads
       // as tasks and no controller. A later stall starts a new controller.

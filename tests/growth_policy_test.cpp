@@ -75,6 +75,37 @@ TEST(GrowthPolicy, WokeOnTime) {
   EXPECT_FALSE(woke_on_time(std::chrono::milliseconds(50), kGrace));
 }
 
+// A stall is believed at once only when the controller woke on time and the
+// process left CPU time unused (its workers were blocked, not preempted);
+// otherwise only after kLateStallChecks stalls in a row.
+TEST(GrowthPolicy, StallBelievedOnlyWhenWorkersLookBlocked) {
+  using std::chrono::milliseconds;
+  EXPECT_TRUE(cpus_saturated(milliseconds(2), milliseconds(1), 2));
+  EXPECT_TRUE(cpus_saturated(milliseconds(15), milliseconds(10), 2));
+  EXPECT_FALSE(cpus_saturated(milliseconds(14), milliseconds(10), 2));
+  EXPECT_FALSE(cpus_saturated(milliseconds(0), milliseconds(1), 1));
+  EXPECT_TRUE(believe_stall(true, false, 1));
+  EXPECT_FALSE(believe_stall(true, true, 1));
+  EXPECT_FALSE(believe_stall(false, false, 1));
+  EXPECT_FALSE(believe_stall(false, true, kLateStallChecks - 1));
+  EXPECT_TRUE(believe_stall(false, true, kLateStallChecks));
+}
+
+// Short tasks that keep up: no growth. A backlog that still grows over an
+// interval: one more thread, up to one per CPU (and the cap).
+TEST(GrowthPolicy, BacklogGrowthAddsOneThreadUpToTheCpus) {
+  Snapshot s = snap(/*queued=*/1000, /*threads=*/1, /*starting=*/0, /*idle=*/0, /*max=*/512);
+  s.cpus = 2;
+  EXPECT_EQ(threads_to_add_on_backlog(s, 1000), 0u);                   // not growing
+  EXPECT_EQ(threads_to_add_on_backlog(s, 1000 - kBacklogGrowth), 0u);  // within noise
+  EXPECT_EQ(threads_to_add_on_backlog(s, 100), 1u);
+  s.threads = 2;
+  EXPECT_EQ(threads_to_add_on_backlog(s, 100), 0u);  // one per CPU already
+  s.threads = 1;
+  s.max_threads = 1;
+  EXPECT_EQ(threads_to_add_on_backlog(s, 100), 0u);  // the cap
+}
+
 TEST(GrowthPolicy, StallNeverExceedsCap) {
   for (std::size_t max = 1; max <= 16; ++max)
     for (std::size_t threads = 0; threads <= max + 1; ++threads)
