@@ -264,8 +264,13 @@ void Core::run_controller() noexcept {
     } else {
       // A stall seen by a late controller is believed once it persists:
       // work that waits on other queued work (nested spawns) must always get
-      // its threads, however oversubscribed the machine.
-      if (!growth::believe_stall(on_time, saturated, ++stalls_in_a_row)) continue;
+      // its threads, however oversubscribed the machine. "Persists" means
+      // kLateStallChecks checks of at least the full grace each, never the
+      // short one: preemption on a busy machine easily lasts 200 us.
+      if (!growth::believe_stall(on_time, saturated, ++stalls_in_a_row)) {
+        interval = std::max(interval, growth::kGrace);
+        continue;
+      }
       stalls_in_a_row = 0;
       n = growth::threads_to_add_on_stall(s);
       if (n == 0) continue;
