@@ -25,9 +25,12 @@
 //     thread that exists only while the pool has workers. A spawn creates a
 //     thread itself only for an empty pool (its first worker) or to start
 //     that controller; it never waits for a thread to start.
-//   * Memory: one heap allocation per spawn holds the callable (any size,
-//     stored inline), the result and the handle's state. A callable that
-//     takes a std::stop_token costs one more (the stop state).
+//   * Memory: at most one heap allocation per spawn holds the callable (any
+//     size, stored inline), the result and the handle's state. Blocks of up to
+//     248 bytes (callables capturing up to ~200 bytes) are recycled between
+//     the pool's threads and the spawning threads, so a steady stream of small
+//     spawns allocates almost nothing. A callable that takes a std::stop_token
+//     costs one more allocation (the stop state).
 //
 // Shutdown (first call acts; the destructor calls shutdown() with no limit)
 //   * Queued non-mandatory tasks are cancelled at once; queued mandatory tasks
