@@ -122,7 +122,7 @@ void Core::submit(TaskBase* task) noexcept {
     }
   }
   if (rejected) {
-    m_.cancelled.fetch_add(1, kRelaxed);  // before the handle ends
+    m_.cancelled.fetch_add(1, std::memory_order_release);  // before the handle ends; see metrics()
     cancel_unqueued(task);
     return;
   }
@@ -235,7 +235,7 @@ void Core::end_tasks(TaskChain& tasks, const JoinErrorInfo& e) noexcept {
   while (t != nullptr) {
     TaskBase* next = t->next_;
     t->next_ = nullptr;
-    (spawn_failure ? m_.failed : m_.cancelled).fetch_add(1, kRelaxed);
+    (spawn_failure ? m_.failed : m_.cancelled).fetch_add(1, std::memory_order_release);
     t->ops_->drop(t, e);
     t->finish(spawn_failure ? kFailed : kCancelled);
     t->release();
@@ -267,12 +267,13 @@ void Core::reap_tombstone(TaskBase* t) noexcept {
 
 void Core::note_aborted() noexcept {
   tombstones_.fetch_add(1, kRelaxed);
-  m_.cancelled.fetch_add(1, kRelaxed);
+  m_.cancelled.fetch_add(1, std::memory_order_release);  // see metrics()
 }
 
 void Core::queue_push_locked(TaskBase* t) noexcept {
   queue_.push(t);
-  queued_.store(queued_.load(kRelaxed) + 1, kRelaxed);  // only under mu_
+  // Only under mu_. release: the spawn's spawned_ store comes first (see metrics()).
+  queued_.store(queued_.load(kRelaxed) + 1, std::memory_order_release);
 }
 
 TaskBase* Core::queue_pop_locked() noexcept {
@@ -290,7 +291,7 @@ std::uint64_t Core::queue_depth() const noexcept {
   // under mu_, tombstones_ last), so the difference cannot wrap below zero
   // for long; clamp the transient.
   const std::uint64_t dead = tombstones_.load(kRelaxed);
-  const std::uint64_t all = queued_.load(kRelaxed);
+  const std::uint64_t all = queued_.load(std::memory_order_acquire);
   return all > dead ? all - dead : 0;
 }
 
@@ -419,13 +420,18 @@ bool Core::shutdown(std::chrono::nanoseconds timeout) {
 
 Metrics Core::metrics() const noexcept {
   Metrics r;
-  r.threads = m_.threads.load(kRelaxed);
-  r.idle_threads = m_.idle.load(kRelaxed);
+  // Ended tasks first, then the queue, then spawned: every task counted as
+  // ended or queued was counted as spawned before (its spawn's counter store
+  // happens before the release that counts it ended or queued, which these
+  // acquire loads see), so a snapshot never shows more ended or queued tasks
+  // than spawned ones, even while tasks spawn more tasks.
+  r.completed = m_.completed.load(std::memory_order_acquire);
+  r.failed = m_.failed.load(std::memory_order_acquire);
+  r.cancelled = m_.cancelled.load(std::memory_order_acquire);
   r.queue_depth = queue_depth();
   r.spawned = spawned_.load(kRelaxed);
-  r.completed = m_.completed.load(kRelaxed);
-  r.failed = m_.failed.load(kRelaxed);
-  r.cancelled = m_.cancelled.load(kRelaxed);
+  r.threads = m_.threads.load(kRelaxed);
+  r.idle_threads = m_.idle.load(kRelaxed);
   r.threads_started = m_.threads_started.load(kRelaxed);
   r.threads_retired = m_.threads_retired.load(kRelaxed);
   r.spawn_failures = m_.spawn_failures.load(kRelaxed);

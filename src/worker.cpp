@@ -98,7 +98,8 @@ void Core::run_worker(Worker* w) noexcept {
       perform(a);
       if (finished != nullptr) finished->release();
       const std::uint32_t outcome = t->ops_->run(t);
-      (outcome == kCompleted ? m_.completed : m_.failed).fetch_add(1, kRelaxed);
+      // release: see Core::metrics() (ended counts never exceed spawned).
+      (outcome == kCompleted ? m_.completed : m_.failed).fetch_add(1, std::memory_order_release);
       t->finish(outcome);
       lk.lock();
       continue;

@@ -11,6 +11,8 @@
 // reports the end; `threads_started` before the thread runs its first task;
 // `threads_retired` before `threads` drops for that thread.
 //
+// Within any snapshot, even while tasks spawn more tasks:
+//   completed + failed + cancelled <= spawned  and  queue_depth <= spawned.
 // Once a pool is quiet (no task queued or running), every spawned task has
 // been counted exactly once:  spawned == completed + failed + cancelled.
 #pragma once
