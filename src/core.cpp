@@ -31,6 +31,18 @@ void* controller_entry(void* arg) {
 }  // namespace
 
 Core* current_pool_core() noexcept { return tls_pool_core; }
+
+std::size_t usable_cpus() noexcept {
+  // The CPUs this process may run on (a container's cpuset, taskset), which
+  // can be fewer than the machine's; hardware_concurrency() if unknown.
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) {
+    const int n = CPU_COUNT(&set);
+    if (n > 0) return static_cast<std::size_t>(n);
+  }
+  return std::max(1u, std::thread::hardware_concurrency());
+}
 void set_current_pool_core(Core* core) noexcept { tls_pool_core = core; }
 
 std::shared_ptr<Core> Core::create(Config config) {
@@ -42,7 +54,7 @@ std::shared_ptr<Core> Core::create(Config config) {
 Core::Core(Config config)
     : config_(std::move(config)),
       clock_(config_.clock ? config_.clock : system_clock()),
-      cpus_(std::max(1u, std::thread::hardware_concurrency())) {}
+      cpus_(usable_cpus()) {}
 
 Core::~Core() {
   if (!clock_->is_real_time()) clock_->remove_observer(this);

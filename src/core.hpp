@@ -180,7 +180,7 @@ class Core final : public std::enable_shared_from_this<Core>, private Clock::Obs
  public:
   const Config config_;        // immutable after construction
   const std::shared_ptr<Clock> clock_;  // immutable; never null
-  const std::size_t cpus_;              // immutable: hardware threads (at least 1)
+  const std::size_t cpus_;              // immutable: CPUs this process may use (at least 1)
 
   // ---- guarded by mu_ ----
   // The spawn/pop hot path touches two cache lines of the Core, both already
@@ -245,6 +245,9 @@ inline void cpu_relax() noexcept {
   asm volatile("yield");
 #endif
 }
+
+// CPUs the calling process may run on (affinity mask), at least 1.
+std::size_t usable_cpus() noexcept;
 
 // The Core whose worker is the calling thread, or null (thread-local).
 Core* current_pool_core() noexcept;

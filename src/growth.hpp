@@ -56,7 +56,7 @@ struct Snapshot {
   std::size_t starting = 0;  // created or being created, not yet taking work
   std::size_t idle = 0;      // parked threads
   std::size_t max_threads = 0;
-  std::size_t cpus = 1;      // hardware threads of the machine
+  std::size_t cpus = 1;      // CPUs the process may run on (its affinity mask)
 };
 
 // A spawn found no idle thread: must it create one itself, right now?
