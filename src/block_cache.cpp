@@ -81,6 +81,24 @@ Shelf& shelf() {
   return *s;
 }
 
+void delete_chain(FreeBlock* b) noexcept {
+  while (b != nullptr) {
+    FreeBlock* next = b->next;
+    ::operator delete(b);
+    b = next;
+  }
+}
+
+// Ends the chain at `head` after its first kBatch blocks (it has at least
+// that many) and returns the rest.
+FreeBlock* split_after_batch(FreeBlock* head) noexcept {
+  FreeBlock* last = head;
+  for (unsigned i = 1; i < kBatch; ++i) last = last->next;
+  FreeBlock* rest = last->next;
+  last->next = nullptr;
+  return rest;
+}
+
 // Offers a batch (kBatch blocks linked by next) to the shelf; frees it if
 // the shelf is full.
 void shelve(std::size_t k, FreeBlock* batch) noexcept {
@@ -92,11 +110,7 @@ void shelve(std::size_t k, FreeBlock* batch) noexcept {
       return;
     }
   }
-  while (batch != nullptr) {
-    FreeBlock* next = batch->next;
-    ::operator delete(batch);
-    batch = next;
-  }
+  delete_chain(batch);
 }
 
 FreeBlock* unshelve(std::size_t k) noexcept {
@@ -124,18 +138,12 @@ struct Flusher {
       // Whole batches go to the shelf, the remainder is freed.
       while (t.count[k] >= kBatch) {
         FreeBlock* batch = t.head[k];
-        FreeBlock* last = batch;
-        for (unsigned i = 1; i < kBatch; ++i) last = last->next;
-        t.head[k] = last->next;
-        last->next = nullptr;
+        t.head[k] = split_after_batch(batch);
         t.count[k] -= kBatch;
         shelve(k, batch);
       }
-      while (t.head[k] != nullptr) {
-        FreeBlock* next = t.head[k]->next;
-        ::operator delete(t.head[k]);
-        t.head[k] = next;
-      }
+      delete_chain(t.head[k]);
+      t.head[k] = nullptr;
       t.count[k] = 0;
     }
   }
@@ -198,12 +206,8 @@ void free_task_block(void* p, std::size_t n) noexcept {
   t->head[k] = b;
   if (++t->count[k] < 2 * kBatch) return;
   // Keep the most recently freed kBatch (warm in this cache), shelve the rest.
-  FreeBlock* last = b;
-  for (unsigned i = 1; i < kBatch; ++i) last = last->next;
-  FreeBlock* batch = last->next;
-  last->next = nullptr;
   t->count[k] = kBatch;
-  shelve(k, batch);
+  shelve(k, split_after_batch(b));
 }
 
 }  // namespace blockpool::detail

@@ -31,6 +31,7 @@ void* controller_entry(void* arg) {
 }  // namespace
 
 Core* current_pool_core() noexcept { return tls_pool_core; }
+void set_current_pool_core(Core* core) noexcept { tls_pool_core = core; }
 
 std::size_t usable_cpus() noexcept {
   // The CPUs this process may run on (a container's cpuset, taskset), which
@@ -43,7 +44,6 @@ std::size_t usable_cpus() noexcept {
   }
   return std::max(1u, std::thread::hardware_concurrency());
 }
-void set_current_pool_core(Core* core) noexcept { tls_pool_core = core; }
 
 std::shared_ptr<Core> Core::create(Config config) {
   auto core = std::make_shared<Core>(std::move(config));

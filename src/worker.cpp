@@ -240,12 +240,13 @@ void Core::run_controller() noexcept {
     }
     const std::uint64_t seen = started_tasks_;
     const std::size_t queued_before = static_cast<std::size_t>(queue_depth());
-    const auto began = std::chrono::steady_clock::now();
+    const auto began = steady_clock::now();
     const std::chrono::nanoseconds cpu_began = process_cpu_time();
     const auto until = began + interval;
-    while (!shutdown_ && std::chrono::steady_clock::now() < until) ctl_cv_.wait_until(lk, until);
+    while (!shutdown_ && steady_clock::now() < until) ctl_cv_.wait_until(lk, until);
     if (shutdown_) break;
-    const auto elapsed = std::chrono::steady_clock::now() - began;
+    const auto woke = steady_clock::now();
+    const auto elapsed = woke - began;
     const bool on_time = growth::woke_on_time(elapsed, interval);
     const bool saturated = growth::cpus_saturated(process_cpu_time() - cpu_began, elapsed, cpus_);
     const growth::Snapshot s = snapshot_locked();
@@ -254,7 +255,7 @@ void Core::run_controller() noexcept {
       continue;
     }
     const bool progressed = started_tasks_ != seen;
-    const auto grace = growth::grace_for(steady_clock::now() - last_stall_);
+    const auto grace = growth::grace_for(woke - last_stall_);
     interval = std::max(growth::next_interval(interval, progressed, grace), backoff);
     std::size_t n = 0;
     if (progressed) {
@@ -275,7 +276,7 @@ void Core::run_controller() noexcept {
       stalls_in_a_row = 0;
       n = growth::threads_to_add_on_stall(s);
       if (n == 0) continue;
-      last_stall_ = steady_clock::now();
+      last_stall_ = woke;
       interval = std::max(growth::kShortGrace, backoff);
     }
     if (!progressed && growth::controller_becomes_worker(s, n)) {
