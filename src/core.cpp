@@ -258,7 +258,7 @@ void Core::end_tasks(TaskChain& tasks, const JoinErrorInfo& e) noexcept {
 TaskBase* Core::pop_locked() noexcept {
   while (!queue_.empty()) {
     TaskBase* t = queue_pop_locked();
-    if (t->claim_from_queued(kRunning)) {
+    if (t->start_from_queued()) {
       ++started_tasks_;
       return t;
     }

@@ -81,7 +81,14 @@ void Core::run_worker(Worker* w) noexcept {
   for (;;) {
     if (TaskBase* t = pop_locked()) {
       TaskBase* finished = w->current;
-      w->current = t;
+      // Only a task with a stop token is published in w->current: shutdown
+      // looks there (under mu_) to trigger it, taking a reference of its own.
+      // The worker keeps its reference to such a task until it clears
+      // w->current under mu_ (the next time it takes the lock), so shutdown
+      // never references a freed block. Any other task is the worker's alone
+      // to end and release right after it runs.
+      const bool published = t->stoppable();
+      w->current = published ? t : nullptr;
       // More work queued behind this task, which may block: pass the baton
       // to an idle worker before running it, or, with none idle, make sure
       // the controller watches the queue (spawns that found a worker already
@@ -100,7 +107,18 @@ void Core::run_worker(Worker* w) noexcept {
       const std::uint32_t outcome = t->ops_->run(t);
       // release: see Core::metrics() (ended counts never exceed spawned).
       (outcome == kCompleted ? m_.completed : m_.failed).fetch_add(1, std::memory_order_release);
-      t->finish(outcome);
+      if (published) {
+        t->finish(outcome);
+      } else if (t->sole_owner()) {
+        // No handle is left (a detached task, or one dropped while it ran):
+        // nobody can wait for, await or read this task any more, so there is
+        // no end to publish. Destroy it without finish()'s two
+        // read-modify-writes.
+        t->ops_->destroy(t);
+      } else {
+        t->finish(outcome);
+        t->release();
+      }
       lk.lock();
       continue;
     }

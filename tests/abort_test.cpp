@@ -1,6 +1,9 @@
 // JoinHandle::abort(): before start (the task never runs and ends at once),
-// while running (stop token triggered, task completes normally), after end.
+// while running (stop token triggered, task completes normally), after end;
+// and tasks whose handle is dropped (detached) before or while they run.
 #include <memory>
+#include <mutex>
+#include <vector>
 
 #include "test_util.hpp"
 
@@ -183,4 +186,72 @@ TEST(Abort, RacingAbortAndStartEndsExactlyOnce) {
     }
   }
   ASSERT_TRUE(wait_until([&] { return bptest::quiet_and_balanced(pool.metrics()); }));
+}
+
+// Once its handle is gone, a queued task is the pool's alone: the worker
+// starts it without a compare-and-swap and ends it without publishing an end
+// nobody can read (worker.cpp). These pin what must still hold on that path.
+
+TEST(Abort, AbortedThenHandleDroppedIsSkippedNotRun) {
+  BusyPool b;
+  auto capture = std::make_shared<int>(7);
+  std::atomic<bool> ran{false};
+  {
+    auto h = b.pool.spawn_blocking([&ran, capture] { ran = true; });
+    EXPECT_TRUE(h.abort());
+  }  // the handle goes: only the queue's tombstone references the task
+  auto after = b.pool.spawn_blocking([] { return 2; });
+  b.gate.open();
+  EXPECT_EQ(after.get(), 2);
+  EXPECT_FALSE(ran.load()) << "an aborted task must never start, handle or not";
+  EXPECT_EQ(capture.use_count(), 1);
+  const auto m = b.pool.metrics();
+  EXPECT_EQ(m.cancelled, 1u);
+  EXPECT_EQ(m.completed, 2u);
+  EXPECT_EQ(m.queue_depth, 0u);
+}
+
+TEST(Abort, DetachedTasksRunInOrderAndFreeCallableAndResult) {
+  BusyPool b;
+  auto capture = std::make_shared<int>(1);
+  std::mutex mu;
+  std::vector<int> order;
+  for (int i = 0; i < 8; ++i) {
+    // Dropped at once: detached before it starts. The result holds a
+    // reference too, so a result the pool failed to destroy shows up below.
+    (void)b.pool.spawn_blocking([&, i, capture] {
+      std::lock_guard lk(mu);
+      order.push_back(i);
+      return capture;
+    });
+  }
+  auto last = b.pool.spawn_blocking([] { return 9; });
+  b.gate.open();
+  EXPECT_EQ(last.get(), 9);
+  EXPECT_EQ(order, (std::vector<int>{0, 1, 2, 3, 4, 5, 6, 7}));
+  ASSERT_TRUE(wait_until([&] { return capture.use_count() == 1; }))
+      << "callables and results of detached tasks must be destroyed";
+  EXPECT_EQ(b.pool.metrics().completed, 10u);
+}
+
+TEST(Abort, HandleDroppedWhileRunningStillEndsOnce) {
+  blockpool::Pool pool = blockpool::Builder{}.max_threads(1).build();
+  auto capture = std::make_shared<int>(1);
+  Gate gate;
+  std::latch started{1};
+  {
+    auto h = pool.spawn_blocking([&, capture] {
+      started.count_down();
+      gate.wait();
+      return capture;
+    });
+    started.wait();
+  }  // dropped mid-run: the worker's reference is now the last
+  gate.open();
+  ASSERT_TRUE(wait_until([&] { return pool.metrics().completed == 1; }));
+  ASSERT_TRUE(wait_until([&] { return capture.use_count() == 1; }));
+  EXPECT_EQ(pool.spawn_blocking([] { return 3; }).get(), 3);
+  const auto m = pool.metrics();
+  EXPECT_EQ(m.completed, 2u);
+  EXPECT_EQ(m.failed + m.cancelled, 0u);
 }

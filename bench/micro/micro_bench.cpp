@@ -11,6 +11,8 @@
 //     threads (pool workers included) per task.
 //   * BM_RoundTrip*: spawn + get() from one thread, one task at a time: the
 //     latency of a handle's completion as seen by a waiting caller.
+//   * BM_WorkerDrain/0|1: one worker running a queued backlog of empty tasks,
+//     detached (0) or with handles held (1): the pool's own cost per task.
 #include <benchmark/benchmark.h>
 #include <blockpool/blockpool.hpp>
 #include <blockpool/testing.hpp>
@@ -19,6 +21,7 @@
 #include <atomic>
 #include <cstdint>
 #include <cstdlib>
+#include <latch>
 #include <new>
 #include <stop_token>
 #include <thread>
@@ -168,6 +171,38 @@ void BM_RoundTripSpin(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations());
 }
 
+// Worker cost per task: kDrain empty tasks queued behind a blocked task on a
+// one-thread pool, then released; timed until the last one has run (spawning
+// is not timed). Arg 0: handles dropped at spawn (detached: the worker starts
+// and ends the task without atomic read-modify-writes on it); arg 1: handles
+// held until the end (the worker publishes each end for its handle).
+void BM_WorkerDrain(benchmark::State& state) {
+  constexpr int kDrain = 20000;
+  const bool keep_handles = state.range(0) != 0;
+  blockpool::Pool p = blockpool::Builder{}.max_threads(1).build();
+  std::vector<blockpool::JoinHandle<void>> held;
+  held.reserve(kDrain);
+  for (auto _ : state) {
+    state.PauseTiming();
+    std::atomic<bool> go{false};
+    std::latch done{1};
+    (void)p.spawn_blocking([&go] { go.wait(false); });
+    for (int i = 0; i < kDrain; ++i) {
+      auto h = p.spawn_blocking([] {});
+      if (keep_handles) held.push_back(std::move(h));
+    }
+    (void)p.spawn_blocking([&done] { done.count_down(); });
+    state.ResumeTiming();
+    go.store(true);
+    go.notify_one();
+    done.wait();
+    state.PauseTiming();
+    held.clear();
+    state.ResumeTiming();
+  }
+  state.SetItemsProcessed(state.iterations() * kDrain);
+}
+
 }  // namespace
 
 BENCHMARK(BM_SpawnEmpty);
@@ -178,5 +213,6 @@ BENCHMARK(BM_SpawnStopToken);
 BENCHMARK(BM_SpawnDetached);
 BENCHMARK(BM_RoundTrip)->UseRealTime();
 BENCHMARK(BM_RoundTripSpin)->UseRealTime();
+BENCHMARK(BM_WorkerDrain)->Arg(0)->Arg(1)->UseRealTime();
 
 BENCHMARK_MAIN();

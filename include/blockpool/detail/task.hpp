@@ -112,9 +112,21 @@ class TaskBase {
     refs_.fetch_add(1, std::memory_order_relaxed);
   }
   void release() noexcept {
-    // acq_rel: the releaser's writes (result consumed, callable destroyed)
-    // happen before destroy() on whichever thread drops the last reference.
-    if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) ops_->destroy(this);
+    // Sole owner: nobody else can touch the block any more (see sole_owner),
+    // so no read-modify-write is needed. Otherwise acq_rel: the releaser's
+    // writes (result consumed, callable destroyed) happen before destroy()
+    // on whichever thread drops the last reference.
+    if (sole_owner() || refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) ops_->destroy(this);
+  }
+  // Whether the caller's reference is the only one left. Then it stays so: a
+  // reference is only ever made from an existing one, and the one place that
+  // makes one for another party (shutdown, for a running stoppable task, from
+  // the worker's reference under the pool lock) never does so for a task the
+  // caller may call this on without that lock (see run_worker). Acquire pairs
+  // with the release in the other holders' fetch_sub: everything they did to
+  // the block (an abort, a taken result) is visible once they are gone.
+  [[nodiscard]] bool sole_owner() const noexcept {
+    return refs_.load(std::memory_order_acquire) == 1;
   }
 
   [[nodiscard]] std::uint32_t state() const noexcept {
@@ -142,6 +154,21 @@ class TaskBase {
         return true;
     }
     return false;
+  }
+
+  // The worker that pops the task, under the pool lock: moves kQueued ->
+  // kRunning, or returns false if an abort got there first. When the pool's
+  // reference is the only one left, no handle exists to abort the task (and
+  // shutdown, the only other claimer, needs the lock this caller holds), so a
+  // plain store suffices instead of the compare-and-swap.
+  bool start_from_queued() noexcept {
+    if (sole_owner()) {
+      const std::uint32_t s = state_.load(std::memory_order_relaxed);
+      if ((s & kStateMask) != kQueued) return false;  // aborted before its handle went
+      state_.store((s & ~kStateMask) | kRunning, std::memory_order_relaxed);
+      return true;
+    }
+    return claim_from_queued(kRunning);
   }
 
   // kAborting -> kCancelling, keeping the waiter bit.
