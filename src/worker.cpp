@@ -16,6 +16,7 @@
 #include <new>
 
 #include <sched.h>
+#include <sys/prctl.h>
 #include <time.h>
 
 #include "core.hpp"
@@ -41,6 +42,29 @@ std::chrono::nanoseconds process_cpu_time() noexcept {
   if (clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts) != 0) return std::chrono::nanoseconds(0);
   return std::chrono::seconds(ts.tv_sec) + std::chrono::nanoseconds(ts.tv_nsec);
 }
+
+// The controller sleeps for grace periods of 50-250 us, and Linux lets a
+// normal thread's timed sleep overrun by its timer slack (50 us by default):
+// every check, and so every growth step of a burst, would be that much late.
+// The controller asks for 1 us while it watches (its checks are few: at most
+// one per interval, only while work is queued). A thread inherits its
+// creator's slack, so the original is put back while the controller creates
+// workers, and when it becomes one: tasks never run with a slack the
+// application did not choose. Measured: burst of 256 x 20 ms, 31.0 -> 29.4 ms.
+class ControllerTimerSlack {
+ public:
+  ControllerTimerSlack() noexcept : original_(prctl(PR_GET_TIMERSLACK, 0UL, 0UL, 0UL, 0UL)) { fine(); }
+  ~ControllerTimerSlack() { restore(); }
+  ControllerTimerSlack(const ControllerTimerSlack&) = delete;
+  ControllerTimerSlack& operator=(const ControllerTimerSlack&) = delete;
+  void fine() noexcept { (void)prctl(PR_SET_TIMERSLACK, 1000UL, 0UL, 0UL, 0UL); }
+  void restore() noexcept {
+    if (original_ > 0) (void)prctl(PR_SET_TIMERSLACK, static_cast<unsigned long>(original_), 0UL, 0UL, 0UL);
+  }
+
+ private:
+  const int original_;  // PR_GET_TIMERSLACK: the slack in ns, or -1
+};
 
 Clock::time_point saturating_add(Clock::time_point t, std::chrono::nanoseconds d) noexcept {
   if (t.time_since_epoch().count() > std::numeric_limits<std::int64_t>::max() - d.count())
@@ -244,6 +268,7 @@ void Core::run_worker(Worker* w) noexcept {
 
 void Core::run_controller() noexcept {
   set_current_thread_name(suffixed_thread_name(config_.thread_name, "-ctl"));
+  ControllerTimerSlack slack;
   using std::chrono::steady_clock;
   std::unique_lock lk(mu_);
   std::chrono::microseconds interval = growth::grace_for(steady_clock::now() - last_stall_);
@@ -309,6 +334,7 @@ void Core::run_controller() noexcept {
         controller_running_ = false;
         controller_armed_ = false;
         lk.unlock();
+        slack.restore();  // for the workers it creates, and for itself as one
         start_threads(n - 1, false);
         run_worker(w);  // exits the pool like any worker
         return;
@@ -318,7 +344,9 @@ void Core::run_controller() noexcept {
     starting_ += n;
     live_os_threads_ += n;
     lk.unlock();
+    slack.restore();  // new threads inherit their creator's slack: give them the original
     const std::size_t failed = start_threads(n, false);
+    slack.fine();
     lk.lock();
     // While the OS refuses threads, retry with a backoff (1 ms doubling to
     // 1 s) instead of every grace period.

@@ -1,8 +1,13 @@
 // Growth: idle threads reused first; blocked work makes the pool grow up to
 // max_threads; at the cap tasks wait in the queue; tasks start in order.
+#include <sys/prctl.h>
+
 #include <cstdlib>
+#include <filesystem>
+#include <fstream>
 #include <mutex>
 #include <set>
+#include <string>
 #include <vector>
 
 #include "test_util.hpp"
@@ -132,4 +137,43 @@ TEST(Growth, ManyShortTasksFromOneThreadAllComplete) {
   for (auto& h : hs) sum += h.get();
   EXPECT_EQ(sum, 1999L * 2000 / 2);
   EXPECT_LE(pool.metrics().peak_threads, 4u);
+}
+
+// The controller's checks are 50-250 us apart: with Linux's default 50 us
+// timer slack each would run up to 50 us late, and so would every growth step
+// of a burst. Its thread asks for 1 us; the workers it creates must not
+// inherit that (tasks run with the slack of the thread that made the pool).
+TEST(Growth, ControllerSleepsWithFineTimerSlackWorkersKeepTheirs) {
+  constexpr int kThreads = 4;
+  const int mine = prctl(PR_GET_TIMERSLACK, 0UL, 0UL, 0UL, 0UL);
+  ASSERT_GT(mine, 1000) << "test assumes the default slack (50 us) on this thread";
+  blockpool::Pool pool =
+      blockpool::Builder{}.thread_name("slack").max_threads(kThreads).keep_alive(1h).build();
+  Gate gate;
+  std::atomic<int> running{0};
+  std::vector<blockpool::JoinHandle<int>> hs;
+  // Twice as many blocked tasks as threads: the controller grows the pool
+  // 1 -> 2 -> 4 and, at the cap, parks (still alive) with work queued.
+  for (int i = 0; i < 2 * kThreads; ++i) {
+    hs.push_back(pool.spawn_blocking([&] {
+      running.fetch_add(1);
+      const int slack = prctl(PR_GET_TIMERSLACK, 0UL, 0UL, 0UL, 0UL);
+      gate.wait();
+      return slack;
+    }));
+  }
+  ASSERT_TRUE(wait_until([&] { return running.load() == kThreads; }));
+  long long ctl_slack = -1;
+  for (const auto& e : std::filesystem::directory_iterator("/proc/self/task")) {
+    std::ifstream comm(e.path() / "comm");
+    std::string name;
+    std::getline(comm, name);
+    if (name != "slack-ctl") continue;
+    // Per-thread value: /proc/<tid>/timerslack_ns (not under task/).
+    std::ifstream ns(std::filesystem::path("/proc") / e.path().filename() / "timerslack_ns");
+    ASSERT_TRUE(static_cast<bool>(ns >> ctl_slack));
+  }
+  EXPECT_EQ(ctl_slack, 1000) << "controller thread not found, or its slack is not 1 us";
+  gate.open();
+  for (auto& h : hs) EXPECT_EQ(h.get(), mine) << "a worker inherited the controller's slack";
 }
