@@ -437,8 +437,11 @@ Metrics Core::metrics() const noexcept {
   // happens before the release that counts it ended or queued, which these
   // acquire loads see), so a snapshot never shows more ended or queued tasks
   // than spawned ones, even while tasks spawn more tasks.
-  r.completed = m_.completed.load(std::memory_order_acquire);
   r.failed = m_.failed.load(std::memory_order_acquire);
+  for (const RunShard& s : run_shards_) {
+    r.completed += s.completed.load(std::memory_order_acquire);
+    r.failed += s.failed.load(std::memory_order_acquire);
+  }
   r.cancelled = m_.cancelled.load(std::memory_order_acquire);
   r.queue_depth = queue_depth();
   r.spawned = spawned_.load(kRelaxed);

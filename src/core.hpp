@@ -220,11 +220,11 @@ class Core final : public std::enable_shared_from_this<Core>, private Clock::Obs
   alignas(64) std::atomic<std::uint64_t> tombstones_{0};
 
   // ---- metrics: atomics, relaxed (see header comment) ----
-  // On their own cache lines, away from the spawn path: `completed`/`failed`
-  // are written by workers as tasks end.
+  // On their own cache lines, away from the spawn path. (Tasks that ran are
+  // counted in run_shards_ below.)
   struct Counters {
-    alignas(64) std::atomic<std::uint64_t> completed{0};
-    std::atomic<std::uint64_t> failed{0};
+    // Spawn failures (tasks the pool ended because no thread could start).
+    alignas(64) std::atomic<std::uint64_t> failed{0};
     alignas(64) std::atomic<std::uint64_t> threads{0};
     std::atomic<std::uint64_t> idle{0};
     std::atomic<std::uint64_t> cancelled{0};
@@ -235,6 +235,18 @@ class Core final : public std::enable_shared_from_this<Core>, private Clock::Obs
     std::atomic<std::uint64_t> hook_errors{0};
   };
   Counters m_;
+
+  // Tasks that ran, counted by the workers that ran them. Sharded by worker
+  // index, a cache line per shard: with one shared counter, two workers
+  // ending short tasks on two CPUs moved its line between them on every
+  // task. metrics() sums the shards. Incremented with release before the
+  // task's end is published (see metrics()).
+  struct alignas(64) RunShard {
+    std::atomic<std::uint64_t> completed{0};
+    std::atomic<std::uint64_t> failed{0};
+  };
+  static constexpr std::size_t kRunShards = 8;
+  RunShard run_shards_[kRunShards];
 };
 
 // A hint to the CPU that we are polling (lets the sibling hyperthread run).

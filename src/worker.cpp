@@ -95,6 +95,7 @@ void Core::run_worker(Worker* w) noexcept {
   }
   run_hook(config_.on_thread_start, m_.hook_errors);
 
+  RunShard& shard = run_shards_[w->index % kRunShards];
   std::unique_lock lk(mu_);
   --starting_;
   w->all_prev = nullptr;
@@ -130,7 +131,7 @@ void Core::run_worker(Worker* w) noexcept {
       if (finished != nullptr) finished->release();
       const std::uint32_t outcome = t->ops_->run(t);
       // release: see Core::metrics() (ended counts never exceed spawned).
-      (outcome == kCompleted ? m_.completed : m_.failed).fetch_add(1, std::memory_order_release);
+      (outcome == kCompleted ? shard.completed : shard.failed).fetch_add(1, std::memory_order_release);
       if (published) {
         t->finish(outcome);
       } else if (t->sole_owner()) {
