@@ -218,7 +218,7 @@ std::size_t Core::start_threads(std::size_t workers, bool controller) noexcept {
     }
     // With no thread at all, nothing could ever run what is queued: end it
     // now with the OS error rather than leave it stranded.
-    if (threads_ == 0) take_all_queued_locked(stranded);
+    if (threads_ == 0) take_queued_locked(stranded, false);
     exit_cv_.notify_all();
   }
   end_tasks(stranded, {JoinError::Kind::kSpawnFailure, JoinError::Reason::kSpawnFailed,
@@ -226,14 +226,16 @@ std::size_t Core::start_threads(std::size_t workers, bool controller) noexcept {
   return failures;
 }
 
-void Core::take_all_queued_locked(TaskChain& out) noexcept {
+void Core::take_queued_locked(TaskChain& out, bool keep_mandatory) noexcept {
   TaskBase* t = queue_take_all_locked();
   while (t != nullptr) {
     TaskBase* next = t->next_;
-    if (t->claim_from_queued(kAborting)) {
+    t->next_ = nullptr;
+    if (keep_mandatory && t->mandatory() && t->state() == kQueued) {
+      queue_push_locked(t);
+    } else if (t->claim_from_queued(kAborting)) {
       out.push(t);
     } else {
-      t->next_ = nullptr;
       reap_tombstone(t);
     }
     t = next;
@@ -368,19 +370,7 @@ bool Core::shutdown(std::chrono::nanoseconds timeout) {
   if (!shutdown_) {
     shutdown_ = true;
     // Queued tasks: cancel the non-mandatory ones at once, keep the rest.
-    TaskBase* t = queue_take_all_locked();
-    while (t != nullptr) {
-      TaskBase* next = t->next_;
-      t->next_ = nullptr;
-      if (t->mandatory() && t->state() == kQueued) {
-        queue_push_locked(t);
-      } else if (t->claim_from_queued(kAborting)) {
-        cancelled.push(t);
-      } else {
-        reap_tombstone(t);
-      }
-      t = next;
-    }
+    take_queued_locked(cancelled, true);
     // Running tasks: trigger the stop tokens of the non-mandatory ones.
     for (Worker* w = all_head_; w != nullptr; w = w->all_next) {
       TaskBase* cur = w->current;

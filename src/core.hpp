@@ -151,8 +151,9 @@ class Core final : public std::enable_shared_from_this<Core>, private Clock::Obs
   std::size_t start_threads(std::size_t workers, bool controller) noexcept;
   // Unlinks every queued task, claims the startable ones onto `out` (a chain
   // through TaskBase::next_, so no allocation under the lock) and reaps the
-  // tombstones.
-  void take_all_queued_locked(TaskChain& out) noexcept;
+  // tombstones. With keep_mandatory, mandatory tasks not yet claimed stay
+  // queued, in order (shutdown runs them).
+  void take_queued_locked(TaskChain& out, bool keep_mandatory) noexcept;
   // Ends every task of the chain with `e` (after mu_ is released).
   void end_tasks(TaskChain& tasks, const JoinErrorInfo& e) noexcept;
   TaskBase* pop_locked() noexcept;  // next startable task (kQueued -> kRunning), or null
