@@ -11,6 +11,7 @@
 #include <asio/bind_allocator.hpp>
 #include <asio/bind_cancellation_slot.hpp>
 #include <asio/bind_executor.hpp>
+#include <asio/executor_work_guard.hpp>
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
 #include <asio/experimental/as_tuple.hpp>
@@ -262,6 +263,30 @@ struct CountingAllocator {
 TEST(AsioAdapter, AssociatedAllocatorIsUsed) {
   blockpool::Pool pool;
   asio::io_context io;
+  auto strand = asio::make_strand(io);
+  AllocCounts counts;
+  bool called = false;
+  blockpool::async_spawn_blocking(
+      pool, [] { return std::string(100, 'x'); },
+      asio::bind_executor(strand, asio::bind_allocator(CountingAllocator<void>(&counts),
+                                                       [&](std::exception_ptr e, std::string s) {
+                                                         EXPECT_FALSE(e);
+                                                         EXPECT_EQ(s.size(), 100u);
+                                                         called = true;
+                                                       })));
+  EXPECT_GE(counts.allocations.load(), 1);  // the operation state
+  io.run();
+  EXPECT_TRUE(called);
+  // On a strand, the state and the posted completion were both allocated with it.
+  EXPECT_GE(counts.allocations.load(), 2);
+  EXPECT_EQ(counts.allocations.load(), counts.deallocations.load());
+}
+
+// On an io_context's own executor completions are batched (one drain posted
+// per batch, not per operation): the allocator serves the operation state.
+TEST(AsioAdapter, AssociatedAllocatorOnIoContextServesTheState) {
+  blockpool::Pool pool;
+  asio::io_context io;
   AllocCounts counts;
   bool called = false;
   blockpool::async_spawn_blocking(
@@ -272,12 +297,11 @@ TEST(AsioAdapter, AssociatedAllocatorIsUsed) {
                                                      EXPECT_EQ(s.size(), 100u);
                                                      called = true;
                                                    })));
-  EXPECT_GE(counts.allocations.load(), 1);  // the operation state
+  EXPECT_EQ(counts.allocations.load(), 1);
   io.run();
   EXPECT_TRUE(called);
-  // The state and the posted completion were both allocated with it.
-  EXPECT_GE(counts.allocations.load(), 2);
-  EXPECT_EQ(counts.allocations.load(), counts.deallocations.load());
+  EXPECT_EQ(counts.allocations.load(), 1);
+  EXPECT_EQ(counts.deallocations.load(), 1);
 }
 
 // ---- Futures, deferred, as_tuple -----------------------------------------
@@ -600,6 +624,121 @@ TEST(AsioAdapter, AwaitableOrOperatorBeforeStartNeverRunsTheTask) {
   EXPECT_TRUE(blocker.get());
   EXPECT_FALSE(ran);
   EXPECT_EQ(pool.metrics().cancelled, 1u);
+}
+
+// ---- Batched completions (handlers on an io_context's own executor) --------
+
+// Waits (bounded) until every task has ended and the pool's only thread is
+// parked: then every operation has been handed to its io_context.
+bool all_handed_over(blockpool::Pool& pool, std::uint64_t n) {
+  const auto deadline = std::chrono::steady_clock::now() + kBound;
+  while (std::chrono::steady_clock::now() < deadline) {
+    const auto m = pool.metrics();
+    if (m.completed == n && m.idle_threads == 1) return true;
+    std::this_thread::sleep_for(200us);
+  }
+  return false;
+}
+
+TEST(AsioAdapter, BatchedCompletionsRunOnceEachInTheOrderTasksEnded) {
+  constexpr int kOps = 64;
+  blockpool::Pool pool = blockpool::Builder{}.max_threads(1).build();  // tasks end in order
+  asio::io_context io;
+  std::vector<int> order;
+  std::thread::id loop_thread;
+  bool off_loop = false;
+  for (int i = 0; i < kOps; ++i) {
+    blockpool::async_spawn_blocking(pool, [i] { return i; },
+                                    asio::bind_executor(io, [&](std::exception_ptr e, int v) {
+                                      EXPECT_FALSE(e);
+                                      off_loop |= std::this_thread::get_id() != loop_thread;
+                                      order.push_back(v);
+                                    }));
+  }
+  // The loop is not running: every result waits in the batch list.
+  ASSERT_TRUE(all_handed_over(pool, kOps));
+  EXPECT_TRUE(order.empty());
+  loop_thread = std::this_thread::get_id();
+  io.run();
+  ASSERT_EQ(order.size(), static_cast<std::size_t>(kOps));
+  for (int i = 0; i < kOps; ++i) EXPECT_EQ(order[static_cast<std::size_t>(i)], i);
+  EXPECT_FALSE(off_loop);
+}
+
+TEST(AsioAdapter, HandlerThrowingMidBatchLosesNoOtherCompletion) {
+  constexpr int kOps = 10;
+  blockpool::Pool pool = blockpool::Builder{}.max_threads(1).build();
+  asio::io_context io;
+  std::vector<int> order;
+  for (int i = 0; i < kOps; ++i) {
+    blockpool::async_spawn_blocking(pool, [i] { return i; },
+                                    asio::bind_executor(io, [&](std::exception_ptr, int v) {
+                                      order.push_back(v);
+                                      if (v == 3) throw std::runtime_error("handler 3");
+                                    }));
+  }
+  ASSERT_TRUE(all_handed_over(pool, kOps));
+  EXPECT_THROW(io.run(), std::runtime_error);  // propagates, as from any handler
+  io.restart();
+  io.run();  // the rest of the batch
+  ASSERT_EQ(order.size(), static_cast<std::size_t>(kOps));
+  for (int i = 0; i < kOps; ++i) EXPECT_EQ(order[static_cast<std::size_t>(i)], i);
+}
+
+TEST(AsioAdapter, ContextDestroyedWithABatchPendingDestroysTheHandlers) {
+  constexpr int kOps = 8;
+  blockpool::Pool pool = blockpool::Builder{}.max_threads(1).build();
+  auto io = std::make_unique<asio::io_context>();
+  auto token = std::make_shared<int>(0);
+  int ran = 0;
+  for (int i = 0; i < kOps; ++i) {
+    blockpool::async_spawn_blocking(
+        pool, [i] { return i; },
+        asio::bind_executor(*io, [&ran, token](std::exception_ptr, int) { ++ran; }));
+  }
+  ASSERT_TRUE(all_handed_over(pool, kOps));
+  EXPECT_EQ(token.use_count(), 1 + kOps);
+  io.reset();  // never run: the pending drain is destroyed, and with it every operation
+  EXPECT_EQ(ran, 0);
+  EXPECT_EQ(token.use_count(), 1) << "handlers of a destroyed context must be destroyed, once";
+}
+
+TEST(AsioAdapter, TwoIoContextsEachGetTheirOwnCompletions) {
+  constexpr int kOps = 200;
+  blockpool::Pool pool = blockpool::Builder{}.max_threads(4).build();
+  asio::io_context io1, io2;
+  auto guard1 = asio::make_work_guard(io1);
+  auto guard2 = asio::make_work_guard(io2);
+  std::thread th1([&] { io1.run(); });
+  std::thread th2([&] { io2.run(); });
+  // Learn each loop's thread id through the loop itself.
+  std::promise<std::thread::id> p1, p2;
+  asio::post(io1, [&] { p1.set_value(std::this_thread::get_id()); });
+  asio::post(io2, [&] { p2.set_value(std::this_thread::get_id()); });
+  const auto id1 = p1.get_future().get(), id2 = p2.get_future().get();
+  std::atomic<int> wrong{0}, done1{0}, done2{0};
+  for (int i = 0; i < kOps; ++i) {
+    blockpool::async_spawn_blocking(pool, [] { return 1; },
+                                    asio::bind_executor(io1, [&](std::exception_ptr, int) {
+                                      if (std::this_thread::get_id() != id1) ++wrong;
+                                      ++done1;
+                                    }));
+    blockpool::async_spawn_blocking(pool, [] { return 2; },
+                                    asio::bind_executor(io2, [&](std::exception_ptr, int) {
+                                      if (std::this_thread::get_id() != id2) ++wrong;
+                                      ++done2;
+                                    }));
+  }
+  const auto deadline = std::chrono::steady_clock::now() + kBound;
+  while ((done1 < kOps || done2 < kOps) && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(1ms);
+  guard1.reset();
+  guard2.reset();
+  th1.join();
+  th2.join();
+  EXPECT_EQ(done1.load(), kOps);
+  EXPECT_EQ(done2.load(), kOps);
+  EXPECT_EQ(wrong.load(), 0);
 }
 
 }  // namespace
