@@ -52,7 +52,10 @@
 //     task is still running. Keep the executor's context alive until then.
 //   * The handler's associated allocator allocates the operation state (one
 //     block per operation, on top of the pool's own task block) and, through
-//     asio::post, the posted completion (but see batching below).
+//     asio::post, the posted completion (but see batching below). A handler
+//     with no allocator of its own (std::allocator) gets the operation state
+//     from the pool's task-block cache instead: recycled, no malloc per
+//     operation in a steady stream.
 //   * Batching: when the associated executor is an io_context's own executor
 //     (asio::bind_executor(io_context, cb), or an asio::any_io_executor that
 //     wraps one, as coroutines co_spawn'ed on an io_context have), results
@@ -294,11 +297,11 @@ class Op final : public Batched {
   template <class H, class F>
   static void start(H&& handler, const Handle& pool, F&& f) {
     OpAlloc alloc(::asio::get_associated_allocator(handler));
-    Op* op = std::allocator_traits<OpAlloc>::allocate(alloc, 1);
+    Op* op = allocate(alloc);
     try {
       ::new (static_cast<void*>(op)) Op(std::forward<H>(handler));
     } catch (...) {
-      std::allocator_traits<OpAlloc>::deallocate(alloc, op, 1);
+      deallocate(alloc, op);
       throw;
     }
     try {
@@ -411,7 +414,29 @@ class Op final : public Batched {
   void free_with(OpAlloc alloc) noexcept {
     if (slot_.is_connected()) slot_.clear();
     this->~Op();
-    std::allocator_traits<OpAlloc>::deallocate(alloc, this, 1);
+    deallocate(alloc, this);
+  }
+
+  // A handler with no allocator of its own (std::allocator) gets its
+  // operation state from the pool's task-block cache, like the task itself:
+  // recycled between the threads that free and allocate them, no malloc per
+  // operation in a steady stream.
+  static constexpr bool kCachedMemory =
+      std::is_same_v<allocator_type, std::allocator<void>> &&
+      alignof(Op) <= __STDCPP_DEFAULT_NEW_ALIGNMENT__;
+  static Op* allocate(OpAlloc& alloc) {
+    if constexpr (kCachedMemory) {
+      return static_cast<Op*>(allocate_task_block(sizeof(Op)));
+    } else {
+      return std::allocator_traits<OpAlloc>::allocate(alloc, 1);
+    }
+  }
+  static void deallocate(OpAlloc& alloc, Op* op) noexcept {
+    if constexpr (kCachedMemory) {
+      free_task_block(op, sizeof(Op));
+    } else {
+      std::allocator_traits<OpAlloc>::deallocate(alloc, op, 1);
+    }
   }
 
   Handler handler_;
