@@ -294,8 +294,8 @@ class Op final : public Batched {
   using allocator_type = ::asio::associated_allocator_t<Handler>;
   using slot_type = ::asio::associated_cancellation_slot_t<Handler>;
 
-  template <class H, class F>
-  static void start(H&& handler, const Handle& pool, F&& f) {
+  template <class H, class P, class F>
+  static void start(H&& handler, const P& pool, F&& f) {  // P: Pool or Handle
     OpAlloc alloc(::asio::get_associated_allocator(handler));
     Op* op = allocate(alloc);
     try {
@@ -305,7 +305,14 @@ class Op final : public Batched {
       throw;
     }
     try {
-      op->handle_ = pool.spawn_blocking(std::forward<F>(f));
+      if constexpr (std::is_same_v<P, Pool>) {
+        // Pool::spawn_blocking is not const, but spawning changes the pool's
+        // shared state, never the Pool object: the same as spawning through
+        // a Handle, without copying one.
+        op->handle_ = const_cast<Pool&>(pool).spawn_blocking(std::forward<F>(f));
+      } else {
+        op->handle_ = pool.spawn_blocking(std::forward<F>(f));
+      }
     } catch (...) {
       op->destroy();
       throw;
@@ -450,18 +457,37 @@ class Op final : public Batched {
   BatchList* const batch_;
 };
 
+// The initiation borrows the caller's Pool or Handle while async_initiate
+// runs it in place (callbacks, use_future): the caller's object outlives that
+// call, so no reference count is touched. A token that keeps the initiation
+// to run later (deferred, use_awaitable) copies or moves it, and a copy owns
+// a Handle of its own, so a lazily started operation never depends on the
+// Pool object (it completes cancelled if the pool is gone).
 class Initiation {
  public:
-  explicit Initiation(Handle pool) noexcept : pool_(std::move(pool)) {}
+  explicit Initiation(const Pool& pool) noexcept : pool_(&pool) {}
+  explicit Initiation(const Handle& handle) noexcept : handle_(&handle) {}
+  Initiation(const Initiation& other) : owned_(other.owned_handle()) { handle_ = &*owned_; }
+  Initiation(Initiation&& other) : Initiation(static_cast<const Initiation&>(other)) {}
+  Initiation& operator=(const Initiation&) = delete;
+  Initiation& operator=(Initiation&&) = delete;
 
   template <class Handler, class F>
   void operator()(Handler&& handler, F&& f) const {
     using R = spawn_result_t<F>;
-    Op<R, std::decay_t<Handler>>::start(std::forward<Handler>(handler), pool_, std::forward<F>(f));
+    if (pool_ != nullptr) {
+      Op<R, std::decay_t<Handler>>::start(std::forward<Handler>(handler), *pool_, std::forward<F>(f));
+    } else {
+      Op<R, std::decay_t<Handler>>::start(std::forward<Handler>(handler), *handle_, std::forward<F>(f));
+    }
   }
 
  private:
-  Handle pool_;
+  Handle owned_handle() const { return pool_ != nullptr ? pool_->handle() : *handle_; }
+
+  const Pool* pool_ = nullptr;      // borrowed, or
+  const Handle* handle_ = nullptr;  // borrowed, or pointing at owned_
+  std::optional<Handle> owned_;
 };
 
 }  // namespace detail::asio_adapter
@@ -477,8 +503,8 @@ auto async_spawn_blocking(const Handle& pool, F&& f, CompletionToken&& token) {
 
 template <class F, class CompletionToken>
 auto async_spawn_blocking(const Pool& pool, F&& f, CompletionToken&& token) {
-  return async_spawn_blocking(pool.handle(), std::forward<F>(f),
-                              std::forward<CompletionToken>(token));
+  return ::asio::async_initiate<CompletionToken, detail::asio_adapter::signature_t<F>>(
+      detail::asio_adapter::Initiation(pool), token, std::forward<F>(f));
 }
 
 }  // namespace blockpool
