@@ -188,15 +188,15 @@ struct Batched : Continuation {
 // context that is destroyed leaves its entry, empty, to any later context at
 // the same address). With the table full, operations post one by one.
 struct BatchList {
-  std::atomic<const void*> context{nullptr};
+  std::atomic<::asio::io_context*> context{nullptr};  // set once, never changed
   std::atomic<Batched*> head{nullptr};
 };
 inline constexpr std::size_t kBatchLists = 64;
 inline BatchList g_batch_lists[kBatchLists];
 
-inline BatchList* batch_list_for(const void* context) noexcept {
+inline BatchList* batch_list_for(::asio::io_context* context) noexcept {
   for (BatchList& l : g_batch_lists) {
-    const void* key = l.context.load(std::memory_order_acquire);
+    ::asio::io_context* key = l.context.load(std::memory_order_acquire);
     if (key == nullptr) {
       if (l.context.compare_exchange_strong(key, context, std::memory_order_acq_rel,
                                             std::memory_order_acquire))
@@ -356,8 +356,7 @@ class Op final : public Batched {
         executor_(::asio::get_associated_executor(handler_, ::asio::system_executor())),
         work_(track_work(executor_)),
         slot_(::asio::get_associated_cancellation_slot(handler_)),
-        io_(io_context_of(executor_)),
-        batch_(io_ != nullptr ? batch_list_for(io_) : nullptr) {
+        batch_(batch_list_of(executor_)) {
     fn = &Op::on_end;
     complete_batched = [](Batched* b) { static_cast<Op*>(b)->complete(); };
     destroy_batched = [](Batched* b) noexcept { static_cast<Op*>(b)->destroy(); };
@@ -372,7 +371,8 @@ class Op final : public Batched {
     Op* op = static_cast<Op*>(c);
     if (BatchList* list = op->batch_) {
       // Batched (see Drain). Release publishes the operation to the drain.
-      ::asio::io_context* io = op->io_;
+      // Relaxed: an entry's context never changes once claimed.
+      ::asio::io_context* io = list->context.load(std::memory_order_relaxed);
       Batched* head = list->head.load(std::memory_order_relaxed);
       do {
         op->batch_next = head;
@@ -451,10 +451,14 @@ class Op final : public Batched {
   decltype(track_work(std::declval<const executor_type&>())) work_;
   slot_type slot_;
   JoinHandle<R> handle_;
-  // The io_context the handler runs on, and its batch list; both null when
-  // the completion is posted on its own (any other executor, or a full table).
-  ::asio::io_context* const io_;
+  // The batch list of the io_context the handler runs on; null when the
+  // completion is posted on its own (any other executor, or a full table).
   BatchList* const batch_;
+
+  static BatchList* batch_list_of(const executor_type& ex) noexcept {
+    ::asio::io_context* io = io_context_of(ex);
+    return io != nullptr ? batch_list_for(io) : nullptr;
+  }
 };
 
 // The initiation borrows the caller's Pool or Handle while async_initiate
