@@ -97,8 +97,7 @@ namespace {
 // an empty Handle): cancelled, callable destroyed on this thread.
 void cancel_unqueued(TaskBase* task) noexcept {
   task->ops_->drop(task, {JoinError::Kind::kCancelled, JoinError::Reason::kSpawnAfterShutdown, {}});
-  task->finish(kCancelled);
-  task->release();
+  task->end_for_pool(kCancelled);
 }
 }  // namespace
 
@@ -251,8 +250,7 @@ void Core::end_tasks(TaskChain& tasks, const JoinErrorInfo& e) noexcept {
     t->next_ = nullptr;
     (spawn_failure ? m_.failed : m_.cancelled).fetch_add(1, std::memory_order_release);
     t->ops_->drop(t, e);
-    t->finish(spawn_failure ? kFailed : kCancelled);
-    t->release();
+    t->end_for_pool(spawn_failure ? kFailed : kCancelled);
     t = next;
   }
 }

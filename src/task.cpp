@@ -40,7 +40,17 @@ void TaskBase::finish(std::uint32_t final_state) noexcept {
   // acq_rel: release publishes the stored result to every reader that
   // acquires the state; acquire orders us after a waiter's bit-setting CAS.
   // The mandatory bit is immutable, so reading it apart from the exchange is safe.
-  const std::uint32_t keep = state_.load(std::memory_order_relaxed) & kMandatoryBit;
+  const std::uint32_t keep = state_.load(std::memory_order_relaxed) & (kMandatoryBit | kHandOffBit);
+  if ((keep & kHandOffBit) != 0) {
+    // Only the pool ends a hand-off task, once: nobody waits on it (no
+    // JoinHandle) and its continuation was set before it was shared. Release
+    // publishes the result with the state; the continuation hands the block
+    // to whoever reads them, and this thread must not touch it after.
+    Continuation* c = cont_.load(std::memory_order_relaxed);
+    state_.store(final_state | keep, std::memory_order_release);
+    c->fn(c);
+    return;
+  }
   const std::uint32_t prev = state_.exchange(final_state | keep, std::memory_order_acq_rel);
   if ((prev & kWaiterBit) != 0) futex_wake_all(state_);
   // acq_rel: acquire sees the continuation's fields written before it was

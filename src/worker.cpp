@@ -134,15 +134,14 @@ void Core::run_worker(Worker* w) noexcept {
       (outcome == kCompleted ? shard.completed : shard.failed).fetch_add(1, std::memory_order_release);
       if (published) {
         t->finish(outcome);
-      } else if (t->sole_owner()) {
+      } else if (t->sole_owner() && !t->hands_off()) {
         // No handle is left (a detached task, or one dropped while it ran):
         // nobody can wait for, await or read this task any more, so there is
         // no end to publish. Destroy it without finish()'s two
         // read-modify-writes.
         t->ops_->destroy(t);
       } else {
-        t->finish(outcome);
-        t->release();
+        t->end_for_pool(outcome);
       }
       lk.lock();
       continue;

@@ -23,6 +23,7 @@
 #include <asio/use_awaitable.hpp>
 #include <asio/use_future.hpp>
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <future>
 #include <memory>
@@ -739,6 +740,113 @@ TEST(AsioAdapter, TwoIoContextsEachGetTheirOwnCompletions) {
   EXPECT_EQ(done1.load(), kOps);
   EXPECT_EQ(done2.load(), kOps);
   EXPECT_EQ(wrong.load(), 0);
+}
+
+// ---- Operations the pool ends itself ----------------------------------------
+// A plain callback cannot cancel its operation, so only the pool ends its
+// task: the worker that runs it, shutdown cancelling it in the queue, a spawn
+// after shutdown, or a thread the OS refused. Each must complete the
+// operation exactly once, on its executor.
+
+TEST(AsioAdapter, ShutdownCompletesQueuedOperationsCancelledAndTheRunningOneWithItsValue) {
+  constexpr int kQueued = 6;
+  blockpool::Pool pool = blockpool::Builder{}.max_threads(1).build();
+  asio::io_context io;
+  Gate started, release;
+  std::vector<int> calls(kQueued + 3, 0);
+  std::vector<std::string> outcome(kQueued + 3);
+  auto record = [&](int i) {
+    return asio::bind_executor(io, [&, i](std::exception_ptr e, int v) {
+      ++calls[static_cast<std::size_t>(i)];
+      outcome[static_cast<std::size_t>(i)] = e ? join_error_text(e) : std::to_string(v);
+    });
+  };
+  blockpool::async_spawn_blocking(
+      pool,
+      [&] {
+        started.open();
+        return release.wait() ? 100 : -1;
+      },
+      record(0));
+  ASSERT_TRUE(started.wait());  // the only thread is busy: the rest stay queued
+  for (int i = 1; i <= kQueued; ++i) blockpool::async_spawn_blocking(pool, [i] { return i; }, record(i));
+  // A stoppable callable takes the two-reference path; it is cancelled the same way.
+  blockpool::async_spawn_blocking(pool, [](std::stop_token) { return 7; }, record(kQueued + 1));
+  pool.shutdown_background();  // cancels the queued operations now
+  // Spawned after shutdown began: cancelled at once, still posted.
+  blockpool::async_spawn_blocking(pool, [] { return 8; }, record(kQueued + 2));
+  release.open();
+  io.run();  // returns once every operation has completed (each holds work)
+  EXPECT_EQ(outcome[0], "100");
+  for (int i = 1; i < kQueued + 3; ++i) EXPECT_EQ(outcome[static_cast<std::size_t>(i)], "cancelled") << i;
+  for (int i = 0; i < kQueued + 3; ++i) EXPECT_EQ(calls[static_cast<std::size_t>(i)], 1) << i;
+  EXPECT_TRUE(pool.shutdown(kBound));
+}
+
+TEST(AsioAdapter, RefusedThreadCompletesTheOperationWithASpawnFailure) {
+  blockpool::Pool pool =
+      blockpool::Builder{}.thread_creation_fault_for_testing([](std::uint64_t) { return EAGAIN; }).build();
+  asio::io_context io;
+  std::string value_task, void_task;
+  bool ran = false;
+  blockpool::async_spawn_blocking(pool,
+                                  [&] {
+                                    ran = true;
+                                    return 1;
+                                  },
+                                  asio::bind_executor(io, [&](std::exception_ptr e, int) {
+                                    value_task = e ? join_error_text(e) : "value";
+                                  }));
+  blockpool::async_spawn_blocking(pool, [&] { ran = true; },
+                                  asio::bind_executor(io, [&](std::exception_ptr e) {
+                                    void_task = e ? join_error_text(e) : "value";
+                                  }));
+  io.run();
+  EXPECT_EQ(value_task, "spawn-failure");
+  EXPECT_EQ(void_task, "spawn-failure");
+  EXPECT_FALSE(ran);
+}
+
+TEST(AsioAdapter, OperationsRacingShutdownFromManyThreadsEachCompleteOnce) {
+  constexpr int kThreads = 4, kPer = 500, kTotal = kThreads * kPer;
+  blockpool::Pool pool = blockpool::Builder{}.max_threads(4).build();
+  asio::io_context io;
+  auto guard = asio::make_work_guard(io);
+  std::thread loop([&] { io.run(); });
+  std::vector<std::atomic<int>> calls(kTotal);
+  std::atomic<int> values{0}, cancels{0}, done{0};
+  std::promise<void> all_done;
+  std::atomic<int> spawned{0};
+  std::promise<void> halfway;
+  std::vector<std::thread> spawners;
+  for (int t = 0; t < kThreads; ++t) {
+    spawners.emplace_back([&, t] {
+      for (int k = 0; k < kPer; ++k) {
+        const int id = t * kPer + k;
+        blockpool::async_spawn_blocking(pool, [id] { return id; },
+                                        asio::bind_executor(io, [&, id](std::exception_ptr e, int v) {
+                                          calls[static_cast<std::size_t>(id)]++;
+                                          if (e) {
+                                            ++cancels;
+                                          } else if (v == id) {
+                                            ++values;
+                                          }
+                                          if (++done == kTotal) all_done.set_value();
+                                        }));
+        if (++spawned == kTotal / 2) halfway.set_value();
+      }
+    });
+  }
+  halfway.get_future().wait();
+  pool.shutdown_background();  // races the remaining spawns and the running tasks
+  for (auto& th : spawners) th.join();
+  const bool finished = all_done.get_future().wait_for(kBound) == std::future_status::ready;
+  guard.reset();
+  loop.join();
+  ASSERT_TRUE(finished) << done.load() << " of " << kTotal << " completed";
+  EXPECT_EQ(values.load() + cancels.load(), kTotal);
+  for (int i = 0; i < kTotal; ++i) EXPECT_EQ(calls[static_cast<std::size_t>(i)].load(), 1) << i;
+  EXPECT_TRUE(pool.shutdown(kBound));
 }
 
 }  // namespace

@@ -50,12 +50,13 @@
 //     executor (execution::outstanding_work.tracked, or executor_work_guard
 //     for old-style executors), so io_context::run() does not return while a
 //     task is still running. Keep the executor's context alive until then.
-//   * The handler's associated allocator allocates the operation state (one
-//     block per operation, on top of the pool's own task block) and, through
-//     asio::post, the posted completion (but see batching below). A handler
-//     with no allocator of its own (std::allocator) gets the operation state
-//     from the pool's task-block cache instead: recycled, no malloc per
-//     operation in a steady stream.
+//   * One block per operation holds both the pool's task (callable, result)
+//     and the operation state (handler, executor, work); there is no
+//     JoinHandle. The handler's associated allocator allocates it and,
+//     through asio::post, the posted completion (but see batching below). A
+//     handler with no allocator of its own (std::allocator) gets the block
+//     from the pool's task-block cache instead, like any spawn: recycled, no
+//     malloc per operation in a steady stream.
 //   * Batching: when the associated executor is an io_context's own executor
 //     (asio::bind_executor(io_context, cb), or an asio::any_io_executor that
 //     wraps one, as coroutines co_spawn'ed on an io_context have), results
@@ -283,62 +284,76 @@ class Drain {
   Batched* chain_ = nullptr;
 };
 
-// The operation state: the handler, the work it holds, the JoinHandle.
-// Allocated with the handler's associated allocator. It is the task's
-// continuation, so it stays alive until the task has ended and the posted
-// completion has run (or been destroyed unrun by a dying execution context).
-template <class R, class Handler>
-class Op final : public Batched {
+// The operation: one block that is both the pool's task and the Asio
+// operation state. It holds the task (TaskBase and body: callable, stop
+// state, result), the handler, its executor, the work held on that executor
+// and the cancellation slot. Allocated with the handler's associated
+// allocator (a handler without one gets the pool's recycled task-block
+// memory), so an operation costs one allocation, and no JoinHandle.
+//
+// Lifetime. The block is its own continuation, set before it is submitted.
+//   * Cancellable (a connected cancellation slot) or stoppable (a callable
+//     taking a std::stop_token): two references, as for any task, the pool's
+//     (queue, then the worker that runs it) and the operation's. When the
+//     task ends (run, aborted, cancelled at shutdown), the thread that ends it
+//     passes the operation's reference to a posted Completion or a Drain.
+//   * Otherwise nothing but the pool can end the task, and it is a hand-off
+//     task (TaskBase::hand_off_to): one reference, the pool's, passed the
+//     same way when the task ends.
+// That reference is dropped on the handler's executor just before the
+// handler runs, or when a dying execution context destroys the completion
+// unrun. The handler, executor and work are destroyed there too; only the
+// memory may outlive them, until the pool drops its own reference.
+template <class Fn, class R, class Handler>
+class OpTask final : public TaskBase, public Batched {
  public:
   using executor_type = ::asio::associated_executor_t<Handler, ::asio::system_executor>;
   using allocator_type = ::asio::associated_allocator_t<Handler>;
   using slot_type = ::asio::associated_cancellation_slot_t<Handler>;
 
-  template <class H, class P, class F>
-  static void start(H&& handler, const P& pool, F&& f) {  // P: Pool or Handle
+  template <class H, class F>
+  static void start(H&& handler, Core* core, F&& f) {
     OpAlloc alloc(::asio::get_associated_allocator(handler));
-    Op* op = allocate(alloc);
+    OpTask* op = allocate(alloc);
     try {
-      ::new (static_cast<void*>(op)) Op(std::forward<H>(handler));
+      ::new (static_cast<void*>(op)) OpTask(std::forward<H>(handler), alloc, std::forward<F>(f));
     } catch (...) {
       deallocate(alloc, op);
       throw;
     }
-    try {
-      if constexpr (std::is_same_v<P, Pool>) {
-        // Pool::spawn_blocking is not const, but spawning changes the pool's
-        // shared state, never the Pool object: the same as spawning through
-        // a Handle, without copying one.
-        op->handle_ = const_cast<Pool&>(pool).spawn_blocking(std::forward<F>(f));
-      } else {
-        op->handle_ = pool.spawn_blocking(std::forward<F>(f));
-      }
-    } catch (...) {
-      op->destroy();
-      throw;
+    op->core_ = core;
+    // Both go in before the pool can see the task: from submit() on, it may
+    // end (and its completion run) on another thread at any moment, so `op`
+    // must not be touched after.
+    if (op->slot_.is_connected()) {
+      op->slot_.template emplace<CancelHandler>(CancelHandler{op});
+      op->preset_continuation(op);
+    } else if constexpr (Body::kStop) {
+      op->preset_continuation(op);  // shutdown references a running stoppable task
+    } else {
+      // Nothing but the pool can end this task: one reference, passed to
+      // on_end (see TaskBase::hand_off_to). The worker then starts and ends
+      // it without a read-modify-write on the block.
+      op->hand_off_to(op);
     }
-    TaskBase* task = op->handle_.task_for_adapter();
-    // The slot handler goes in before the continuation: once the
-    // continuation is set, the operation may complete (and free itself) on
-    // another thread at any moment, so `op` must not be touched after.
-    if (op->slot_.is_connected()) op->slot_.template emplace<CancelHandler>(CancelHandler{task});
-    if (!task->set_continuation(op)) on_end(op);  // already ended: still posted
+    submit(core, op);
   }
 
  private:
-  using OpAlloc = typename std::allocator_traits<allocator_type>::template rebind_alloc<Op>;
+  using OpAlloc = typename std::allocator_traits<allocator_type>::template rebind_alloc<OpTask>;
+  using Work = decltype(track_work(std::declval<const executor_type&>()));
 
-  // The posted function object: owns the Op until it runs.
+  // The posted function object: owns the operation's reference until it runs.
   class Completion {
    public:
-    using executor_type = typename Op::executor_type;
-    using allocator_type = typename Op::allocator_type;
+    using executor_type = typename OpTask::executor_type;
+    using allocator_type = typename OpTask::allocator_type;
 
-    explicit Completion(Op* op) noexcept : op_(op) {}
+    explicit Completion(OpTask* op) noexcept : op_(op) {}
     Completion(Completion&& other) noexcept : op_(std::exchange(other.op_, nullptr)) {}
     Completion& operator=(Completion&&) = delete;
     ~Completion() {
-      if (op_ != nullptr) op_->destroy();  // discarded unrun (context destroyed)
+      if (op_ != nullptr) op_->abandon();  // discarded unrun (context destroyed)
     }
     executor_type get_executor() const noexcept { return op_->executor_; }
     allocator_type get_allocator() const noexcept {
@@ -347,20 +362,29 @@ class Op final : public Batched {
     void operator()() { std::exchange(op_, nullptr)->complete(); }
 
    private:
-    Op* op_;
+    OpTask* op_;
   };
 
-  template <class H>
-  explicit Op(H&& handler)
-      : handler_(std::forward<H>(handler)),
+  template <class H, class F>
+  OpTask(H&& handler, const OpAlloc& alloc, F&& f)
+      : TaskBase(&TaskOpsFor<OpTask>::kOps, /*mandatory=*/false),
+        alloc_(alloc),
+        handler_(std::forward<H>(handler)),
         executor_(::asio::get_associated_executor(handler_, ::asio::system_executor())),
         work_(track_work(executor_)),
         slot_(::asio::get_associated_cancellation_slot(handler_)),
-        batch_(batch_list_of(executor_)) {
-    fn = &Op::on_end;
-    complete_batched = [](Batched* b) { static_cast<Op*>(b)->complete(); };
-    destroy_batched = [](Batched* b) noexcept { static_cast<Op*>(b)->destroy(); };
+        batch_(batch_list_of(executor_)),
+        body_(std::forward<F>(f)) {
+    // Constructed last: a callable that throws while moved in leaves nothing
+    // behind (the members above are destroyed by the unwinding; the body's
+    // callable, in a union, is never destroyed by ~TaskBody).
+    Continuation::fn = &OpTask::on_end;
+    complete_batched = [](Batched* b) { static_cast<OpTask*>(b)->complete(); };
+    destroy_batched = [](Batched* b) noexcept { static_cast<OpTask*>(b)->abandon(); };
   }
+  // The handler, executor and work are gone (complete or abandon); the body's
+  // callable was destroyed when the task ran or was dropped.
+  ~OpTask() {}
 
   // On the thread that ends the task. Posting never runs the handler inline.
   // The posted completion may run (and release the operation's work) on
@@ -368,7 +392,7 @@ class Op final : public Batched {
   // free to stop and be destroyed once its work runs out. So this thread
   // holds work of its own until post() is done with the execution context.
   static void on_end(Continuation* c) noexcept {
-    Op* op = static_cast<Op*>(c);
+    OpTask* op = static_cast<OpTask*>(static_cast<Batched*>(c));
     if (BatchList* list = op->batch_) {
       // Batched (see Drain). Release publishes the operation to the drain.
       // Relaxed: an entry's context never changes once claimed.
@@ -388,77 +412,111 @@ class Op final : public Batched {
       return;
     }
     [[maybe_unused]] const auto posting_work = track_work(op->executor_);
-    ::asio::post(Completion(op));  // `op` belongs to the completion now
+    ::asio::post(Completion(op));  // the operation's reference belongs to the completion now
   }
 
-  // On the handler's executor.
+  // On the handler's executor, once. The task has ended: the acquire in
+  // state() pairs with finish()'s release (and the push or post that brought
+  // us here happened after it).
   void complete() {
     if (slot_.is_connected()) slot_.clear();
-    std::exception_ptr error = handle_.exception();
+    std::exception_ptr error;
     if constexpr (std::is_void_v<R>) {
-      Handler handler = release();
+      if (state() != kCompleted) error = body_.result().take_exception();
+      Handler handler = take_handler();
       std::move(handler)(std::move(error));
     } else {
-      asio_value_t<R> value = error ? asio_value_t<R>() : asio_value_t<R>(handle_.get());
-      Handler handler = release();
+      asio_value_t<R> value{};
+      if (state() == kCompleted) {
+        try {
+          value = asio_value_t<R>(body_.result().take());
+        } catch (...) {
+          error = std::current_exception();  // moving the value out threw
+        }
+      } else {
+        error = body_.result().take_exception();
+      }
+      Handler handler = take_handler();
       std::move(handler)(std::move(error), std::move(value));
     }
   }
 
-  // Frees the operation state but keeps the handler: Asio's rule is to
-  // deallocate before the upcall, so the handler may start a new operation
-  // that reuses the memory. The work guard goes too; the running handler
-  // itself still counts as work for its execution context.
-  Handler release() {
-    OpAlloc alloc(::asio::get_associated_allocator(handler_));
+  // Moves the handler out and lets everything else go before the upcall, as
+  // Asio asks: the handler may start a new operation that reuses the memory.
+  // The work goes too; the running handler itself still counts as work for
+  // its execution context.
+  Handler take_handler() {
     Handler handler(std::move(handler_));
-    free_with(alloc);
+    let_go();
     return handler;
   }
 
-  void destroy() noexcept { free_with(OpAlloc(::asio::get_associated_allocator(handler_))); }
-
-  void free_with(OpAlloc alloc) noexcept {
+  // Destroyed unrun by a dying execution context.
+  void abandon() noexcept {
     if (slot_.is_connected()) slot_.clear();
-    this->~Op();
-    deallocate(alloc, this);
+    let_go();
   }
 
-  // A handler with no allocator of its own (std::allocator) gets its
-  // operation state from the pool's task-block cache, like the task itself:
-  // recycled between the threads that free and allocate them, no malloc per
-  // operation in a steady stream.
+  void let_go() noexcept {
+    handler_.~Handler();
+    executor_.~executor_type();
+    work_.~Work();
+    release();  // the operation's reference; the pool may still hold its own
+  }
+
+  // Task operations (see TaskBase::Ops).
+  friend struct TaskOpsFor<OpTask>;
+  using Body = TaskBody<Fn, R>;
+  static void destroy_block(OpTask* op) noexcept {
+    OpAlloc alloc(op->alloc_);
+    op->~OpTask();
+    deallocate(alloc, op);
+  }
+
+  // A handler with no allocator of its own (std::allocator) gets its block
+  // from the pool's task-block cache, like a plain spawn: recycled between
+  // the threads that free and allocate them, no malloc per operation in a
+  // steady stream.
   static constexpr bool kCachedMemory =
       std::is_same_v<allocator_type, std::allocator<void>> &&
-      alignof(Op) <= __STDCPP_DEFAULT_NEW_ALIGNMENT__;
-  static Op* allocate(OpAlloc& alloc) {
+      alignof(OpTask) <= __STDCPP_DEFAULT_NEW_ALIGNMENT__;
+  static OpTask* allocate(OpAlloc& alloc) {
     if constexpr (kCachedMemory) {
-      return static_cast<Op*>(allocate_task_block(sizeof(Op)));
+      return static_cast<OpTask*>(allocate_task_block(sizeof(OpTask)));
     } else {
       return std::allocator_traits<OpAlloc>::allocate(alloc, 1);
     }
   }
-  static void deallocate(OpAlloc& alloc, Op* op) noexcept {
+  static void deallocate(OpAlloc& alloc, OpTask* op) noexcept {
     if constexpr (kCachedMemory) {
-      free_task_block(op, sizeof(Op));
+      free_task_block(op, sizeof(OpTask));
     } else {
       std::allocator_traits<OpAlloc>::deallocate(alloc, op, 1);
     }
   }
 
-  Handler handler_;
-  executor_type executor_;
-  decltype(track_work(std::declval<const executor_type&>())) work_;
-  slot_type slot_;
-  JoinHandle<R> handle_;
-  // The batch list of the io_context the handler runs on; null when the
-  // completion is posted on its own (any other executor, or a full table).
-  BatchList* const batch_;
-
   static BatchList* batch_list_of(const executor_type& ex) noexcept {
     ::asio::io_context* io = io_context_of(ex);
     return io != nullptr ? batch_list_for(io) : nullptr;
   }
+
+  [[no_unique_address]] OpAlloc alloc_;  // frees the block, whoever drops it last
+  // Alive from construction until complete() or abandon(), on the handler's
+  // executor (unions: their lifetimes end there, not in ~OpTask).
+  union {
+    Handler handler_;
+  };
+  union {
+    executor_type executor_;
+  };
+  union {
+    Work work_;
+  };
+  slot_type slot_;
+  // The batch list of the io_context the handler runs on; null when the
+  // completion is posted on its own (any other executor, or a full table).
+  BatchList* const batch_;
+  Body body_;
 };
 
 // The initiation borrows the caller's Pool or Handle while async_initiate
@@ -478,12 +536,14 @@ class Initiation {
 
   template <class Handler, class F>
   void operator()(Handler&& handler, F&& f) const {
-    using R = spawn_result_t<F>;
-    if (pool_ != nullptr) {
-      Op<R, std::decay_t<Handler>>::start(std::forward<Handler>(handler), *pool_, std::forward<F>(f));
-    } else {
-      Op<R, std::decay_t<Handler>>::start(std::forward<Handler>(handler), *handle_, std::forward<F>(f));
-    }
+    using Fn = std::decay_t<F>;
+    static_assert(std::is_invocable_v<Fn&> || kTakesStopToken<Fn>,
+                  "blockpool: the callable must be invocable with no arguments or with a "
+                  "std::stop_token");
+    static_assert(std::is_move_constructible_v<Fn>, "blockpool: the callable must be movable");
+    Core* core = pool_ != nullptr ? PoolAccess::core(*pool_) : PoolAccess::core(*handle_);
+    OpTask<Fn, spawn_result_t<F>, std::decay_t<Handler>>::start(std::forward<Handler>(handler), core,
+                                                                 std::forward<F>(f));
   }
 
  private:

@@ -64,6 +64,9 @@
 
 namespace blockpool {
 
+class Pool;
+class Handle;
+
 namespace detail {
 class Core;
 // Hands a freshly built task (two references) to the pool. Never throws.
@@ -72,6 +75,13 @@ Metrics metrics(const Core* core) noexcept;
 
 template <class F>
 using spawn_result_t = task_result_t<F>;
+
+// The pool behind a Pool or Handle, for adapters that build their own task
+// blocks (asio.hpp) and hand them to submit(). Null for an empty Handle.
+struct PoolAccess {
+  static Core* core(const Pool& pool);
+  static Core* core(const Handle& handle);
+};
 
 template <class F>
 JoinHandle<spawn_result_t<F>> spawn(Core* core, F&& f, bool mandatory) {
@@ -88,8 +98,6 @@ JoinHandle<spawn_result_t<F>> spawn(Core* core, F&& f, bool mandatory) {
   return handle;
 }
 }  // namespace detail
-
-class Handle;
 
 class Pool {
  public:
@@ -133,6 +141,7 @@ class Pool {
   void shutdown_background();
 
  private:
+  friend struct detail::PoolAccess;
   detail::Core* core() const;
   std::shared_ptr<detail::Core> core_;
 };
@@ -153,9 +162,15 @@ class Handle {
 
  private:
   friend class Pool;
+  friend struct detail::PoolAccess;
   explicit Handle(std::shared_ptr<detail::Core> core) noexcept : core_(std::move(core)) {}
   detail::Core* core() const;
   std::shared_ptr<detail::Core> core_;
 };
+
+namespace detail {
+inline Core* PoolAccess::core(const Pool& pool) { return pool.core(); }
+inline Core* PoolAccess::core(const Handle& handle) { return handle.core(); }
+}  // namespace detail
 
 }  // namespace blockpool

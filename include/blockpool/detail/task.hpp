@@ -27,7 +27,9 @@
 // against that wait.
 //
 // Reference counting: a block starts with two references, the JoinHandle's and
-// the pool's (queue, then running worker). The last release destroys it.
+// the pool's (queue, then running worker). The last release destroys it. A
+// hand-off task (see TaskBase::hand_off_to) has only the pool's, which passes
+// to its continuation when it ends.
 #pragma once
 
 #include <atomic>
@@ -69,6 +71,10 @@ inline constexpr std::uint32_t kWaiterBit = 0x100;
 // Set at construction for spawn_mandatory_blocking; never changes (every
 // transition keeps the bits above kStateMask).
 inline constexpr std::uint32_t kMandatoryBit = 0x200;
+// Set before submission by hand_off_to(); never changes. The task has one
+// reference, the pool's, and ending it passes that reference to its
+// continuation (see hand_off_to).
+inline constexpr std::uint32_t kHandOffBit = 0x400;
 
 inline constexpr bool is_final(std::uint32_t s) noexcept { return (s & kStateMask) >= kCompleted; }
 
@@ -183,7 +189,40 @@ class TaskBase {
 
   // Ends the task: publishes `final_state` (the result must already be
   // stored), wakes sleeping waiters, then runs the continuation if one is set.
+  // For a hand-off task, the continuation now owns the block.
   void finish(std::uint32_t final_state) noexcept;
+
+  // Sets the continuation of a task that no other thread can see yet (built,
+  // not yet submitted), so there is no race to lose. Relaxed: submitting
+  // publishes it along with the rest of the block.
+  void preset_continuation(Continuation* c) noexcept { cont_.store(c, std::memory_order_relaxed); }
+
+  // For a task that no other thread can see yet, and that nothing but the
+  // pool will ever end: no JoinHandle, no abort, no stop token. It keeps one
+  // reference, the pool's, and whoever ends it (the worker that ran it, or
+  // shutdown cancelling it) passes that reference to `c` with the call to
+  // c->fn, which then owns the block. Such a task is its pool's sole owner
+  // throughout, so the worker starts it with a plain store (see
+  // start_from_queued) and finish() needs no read-modify-write. Relaxed:
+  // submitting publishes the block.
+  void hand_off_to(Continuation* c) noexcept {
+    refs_.store(1, std::memory_order_relaxed);
+    cont_.store(c, std::memory_order_relaxed);
+    state_.store(state_.load(std::memory_order_relaxed) | kHandOffBit, std::memory_order_relaxed);
+  }
+  [[nodiscard]] bool hands_off() const noexcept {
+    // Relaxed: set before the block is shared and never changes.
+    return (state_.load(std::memory_order_relaxed) & kHandOffBit) != 0;
+  }
+
+  // Ends the task on the pool's behalf (run, cancelled at shutdown, spawn
+  // failure) and gives up the pool's reference: released here, or passed to
+  // the continuation of a hand-off task.
+  void end_for_pool(std::uint32_t final_state) noexcept {
+    const bool handed_off = hands_off();  // read first: finish() may pass the block on
+    finish(final_state);
+    if (!handed_off) release();
+  }
 
   // Runs `c` when the task ends. Returns false (and does not keep `c`) if the
   // task has already ended. At most one continuation per task.
@@ -273,6 +312,12 @@ class ResultSlot {
         throw std::logic_error("blockpool: result taken twice");
     }
   }
+  // Precondition: the task did not complete (an exception or an error is
+  // stored). Moves the exception out, as take() does before rethrowing it.
+  [[nodiscard]] std::exception_ptr take_exception() noexcept {
+    if (kind_ == kException) return std::move(exc_);
+    return exception();
+  }
   [[nodiscard]] std::exception_ptr exception() const noexcept {
     if (kind_ == kException) return exc_;
     if (kind_ == kError) return std::make_exception_ptr(err_.make());
@@ -329,6 +374,7 @@ class ResultSlot<void> : private ResultSlot<Unit> {
   void set_value() noexcept { Base::set_value(); }
   using Base::exception;
   using Base::has_value;
+  using Base::take_exception;
   using Base::set_error;
   using Base::set_exception;
   void take() { (void)Base::take(); }
@@ -351,68 +397,61 @@ using task_result_t = typename TaskResult<std::decay_t<F>>::type;
 
 struct NoStop {};
 
-// The concrete block: TaskBase, then the callable, the stop state (only for
-// callables that take a std::stop_token) and the result slot.
+// What a task block holds besides its TaskBase: the stop state (only for
+// callables that take a std::stop_token), the result slot and the callable.
+// Shared by the pool's own block (TaskImpl) and by blocks that adapters build
+// around it (the Asio operation in asio.hpp), so a task runs, fails and is
+// dropped the same way whoever owns its block.
 template <class F, class R>
-class TaskImpl final : public TaskBase {
+class TaskBody {
+ public:
   static constexpr bool kStop = kTakesStopToken<F>;
 
- public:
   template <class G>
-  TaskImpl(G&& g, bool mandatory) : TaskBase(&kOps, mandatory), fn_(std::forward<G>(g)) {}
+  explicit TaskBody(G&& g) : fn_(std::forward<G>(g)) {}
+  TaskBody(const TaskBody&) = delete;
+  TaskBody& operator=(const TaskBody&) = delete;
+  ~TaskBody() {}  // fn_ was destroyed by run() or drop()
 
   ResultSlot<R>& result() noexcept { return result_; }
-
-  // The block's memory: recycled (see allocate_task_block), except for an
-  // over-aligned callable, which gets its alignment from ::operator new.
-  static void* operator new(std::size_t n) { return allocate_task_block(n); }
-  static void operator delete(void* p, std::size_t n) noexcept { free_task_block(p, n); }
-  static void* operator new(std::size_t n, std::align_val_t a) { return ::operator new(n, a); }
-  static void operator delete(void* p, std::size_t, std::align_val_t a) noexcept {
-    ::operator delete(p, a);  // unsized: clang does not declare sized deallocation by default
-  }
-
- private:
-  using StopFn = std::stop_source* (*)(TaskBase*) noexcept;
-  static constexpr StopFn stop_fn() noexcept {
+  std::stop_source* stop_source() noexcept {
     if constexpr (kStop) {
-      return [](TaskBase* b) noexcept -> std::stop_source* {
-        return &static_cast<TaskImpl*>(b)->stop_state_;
-      };
+      return &stop_state_;
     } else {
       return nullptr;
     }
   }
 
-  static std::uint32_t run(TaskBase* b) noexcept {
-    auto* self = static_cast<TaskImpl*>(b);
+  // Runs the callable once, stores its value or exception and destroys it.
+  // Returns kCompleted or kFailed.
+  std::uint32_t run() noexcept {
     std::uint32_t outcome = kCompleted;
     try {
       if constexpr (std::is_void_v<R>) {
-        self->invoke();
-        self->result_.set_value();
+        invoke();
+        result_.set_value();
       } else {
-        self->result_.set_value(self->invoke());
+        result_.set_value(invoke());
       }
     } catch (...) {
-      if (self->result_.has_value()) {
+      if (result_.has_value()) {
         // The value is stored; what threw is the destructor of the temporary
         // it was moved from. The task completed: swallow it (see ~ResultSlot).
       } else {
-        self->result_.set_exception(std::current_exception());
+        result_.set_exception(std::current_exception());
         outcome = kFailed;
       }
     }
-    self->fn_.~F();
+    fn_.~F();
     return outcome;
   }
-  static void drop(TaskBase* b, const JoinErrorInfo& e) noexcept {
-    auto* self = static_cast<TaskImpl*>(b);
-    self->fn_.~F();
-    self->result_.set_error(e);
+  // Destroys the callable without running it and stores `e`.
+  void drop(const JoinErrorInfo& e) noexcept {
+    fn_.~F();
+    result_.set_error(e);
   }
-  static void destroy(TaskBase* b) noexcept { delete static_cast<TaskImpl*>(b); }
 
+ private:
   decltype(auto) invoke() {
     if constexpr (kStop) {
       return std::invoke(fn_, stop_state_.get_token());
@@ -420,8 +459,6 @@ class TaskImpl final : public TaskBase {
       return std::invoke(fn_);
     }
   }
-
-  static constexpr Ops kOps{&TaskImpl::run, &TaskImpl::drop, &TaskImpl::destroy, stop_fn()};
 
   // Declared (so constructed) before the callable: if allocating the stop
   // state throws, no callable has been constructed that would leak.
@@ -433,9 +470,49 @@ class TaskImpl final : public TaskBase {
   union {
     F fn_;
   };
+};
 
+// The Ops table of a task block type: a class derived from TaskBase with a
+// member `body_` (a TaskBody), a type `Body` and a static
+// `destroy_block(Block*)` that frees it (befriend TaskOpsFor<Block>).
+template <class Block>
+struct TaskOpsFor {
+  static std::uint32_t run(TaskBase* b) noexcept { return static_cast<Block*>(b)->body_.run(); }
+  static void drop(TaskBase* b, const JoinErrorInfo& e) noexcept {
+    static_cast<Block*>(b)->body_.drop(e);
+  }
+  static void destroy(TaskBase* b) noexcept { Block::destroy_block(static_cast<Block*>(b)); }
+  static std::stop_source* stop(TaskBase* b) noexcept {
+    return static_cast<Block*>(b)->body_.stop_source();
+  }
+  static constexpr TaskBase::Ops kOps{&run, &drop, &destroy, Block::Body::kStop ? &stop : nullptr};
+};
+
+// The pool's own block: TaskBase, then the body.
+template <class F, class R>
+class TaskImpl final : public TaskBase {
  public:
-  ~TaskImpl() {}  // fn_ was destroyed by run() or drop()
+  template <class G>
+  TaskImpl(G&& g, bool mandatory)
+      : TaskBase(&TaskOpsFor<TaskImpl>::kOps, mandatory), body_(std::forward<G>(g)) {}
+
+  ResultSlot<R>& result() noexcept { return body_.result(); }
+
+  // The block's memory: recycled (see allocate_task_block), except for an
+  // over-aligned callable, which gets its alignment from ::operator new.
+  static void* operator new(std::size_t n) { return allocate_task_block(n); }
+  static void operator delete(void* p, std::size_t n) noexcept { free_task_block(p, n); }
+  static void* operator new(std::size_t n, std::align_val_t a) { return ::operator new(n, a); }
+  static void operator delete(void* p, std::size_t, std::align_val_t a) noexcept {
+    ::operator delete(p, a);  // unsized: clang does not declare sized deallocation by default
+  }
+
+ private:
+  friend struct TaskOpsFor<TaskImpl>;
+  using Body = TaskBody<F, R>;
+  static void destroy_block(TaskImpl* self) noexcept { delete self; }
+
+  Body body_;
 };
 
 }  // namespace blockpool::detail
