@@ -16,6 +16,15 @@
 //     void completed(std::uint64_t id);                 // on the loop
 //     void report(bench::Out&);                         // extra fields
 //   };
+//
+// A peer whose library returns results to a loop itself (blockpool's
+// async_spawn_blocking) provides instead of submit()
+//
+//     template <class W, class D>
+//     void submit_returning(asio::io_context& io, std::uint64_t id, W work, D done);
+//
+// which runs `v = work()` on its threads and then `done(v)` on `io`: the same
+// task and the same on_complete, with the library's own way back.
 #pragma once
 
 #include <asio/executor_work_guard.hpp>
@@ -83,11 +92,21 @@ class AsioDriver {
   // spawn-to-completion latency.
   void spawn(std::uint64_t i, std::uint64_t ms, bool timed) {
     const auto ts = Clock::now();
-    peer_.submit(i, [this, i, ms, timed, ts] {
-      if (ms != 0) std::this_thread::sleep_for(std::chrono::milliseconds(ms));
-      const std::uint64_t v = task_value(i);
-      asio::post(io_, [this, i, v, timed, ts] { on_complete(i, v, timed, ts); });
-    });
+    if constexpr (kReturnsToLoop) {
+      peer_.submit_returning(
+          io_, i,
+          [i, ms] {
+            if (ms != 0) std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+            return task_value(i);
+          },
+          [this, i, timed, ts](std::uint64_t v) { on_complete(i, v, timed, ts); });
+    } else {
+      peer_.submit(i, [this, i, ms, timed, ts] {
+        if (ms != 0) std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+        const std::uint64_t v = task_value(i);
+        asio::post(io_, [this, i, v, timed, ts] { on_complete(i, v, timed, ts); });
+      });
+    }
   }
 
   void on_complete(std::uint64_t i, std::uint64_t v, bool timed, Clock::time_point ts) {
@@ -102,6 +121,11 @@ class AsioDriver {
       guard_.reset();
     }
   }
+
+  static constexpr bool kReturnsToLoop = requires(Peer& p, asio::io_context& io) {
+    p.submit_returning(io, std::uint64_t{}, [] { return std::uint64_t{}; },
+                       [](std::uint64_t) {});
+  };
 
   void run_loop() {
     guard_.emplace(io_.get_executor());

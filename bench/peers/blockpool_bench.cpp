@@ -1,8 +1,13 @@
-// blockpool peer: tasks go to blockpool::Pool::spawn_blocking (default
-// configuration; keep_alive = Params::keep_alive_ms for the idle scenario).
-// The JoinHandle is dropped (detached): the task itself posts its result to
-// the io_context, exactly like the other asio-loop peers.
+// blockpool peer: tasks go to blockpool::async_spawn_blocking (default
+// configuration; keep_alive = Params::keep_alive_ms for the idle scenario),
+// with the completion bound to the loop's io_context: the library brings each
+// result back to the loop (batched, see docs/asio.md), where the harness's
+// on_complete checks it like any other peer's.
+#include <asio/bind_executor.hpp>
+#include <blockpool/asio.hpp>
 #include <blockpool/blockpool.hpp>
+
+#include <exception>
 
 #include <chrono>
 #include <utility>
@@ -23,10 +28,24 @@ struct BlockpoolPeer {
   BlockpoolPeer(const bench::Params& p, bool idle) : pool(make_pool(p, idle)) {}
 
   void reserve(std::uint64_t) {}
+#ifdef BLOCKPOOL_BENCH_PLAIN
+  // For A/B runs: a detached spawn whose task posts its own result.
   template <class F>
   void submit(std::uint64_t, F&& f) {
     (void)pool.spawn_blocking(std::forward<F>(f));
   }
+#else
+  template <class W, class D>
+  void submit_returning(asio::io_context& io, std::uint64_t, W&& work, D&& done) {
+    blockpool::async_spawn_blocking(
+        pool, std::forward<W>(work),
+        asio::bind_executor(io, [done = std::forward<D>(done)](std::exception_ptr e,
+                                                               std::uint64_t v) {
+          if (e) std::rethrow_exception(e);  // out of io_context::run(): the run fails
+          done(v);
+        }));
+  }
+#endif
   void completed(std::uint64_t) {}
   void report(bench::Out& out) {
     const blockpool::Metrics m = pool.metrics();
