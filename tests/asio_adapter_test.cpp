@@ -284,7 +284,8 @@ TEST(AsioAdapter, AssociatedAllocatorIsUsed) {
 }
 
 // On an io_context's own executor completions are batched (one drain posted
-// per batch, not per operation): the allocator serves the operation state.
+// per batch, not per operation): the allocator serves the operation's one
+// block, which is both the pool's task and the operation state.
 TEST(AsioAdapter, AssociatedAllocatorOnIoContextServesTheState) {
   blockpool::Pool pool;
   asio::io_context io;

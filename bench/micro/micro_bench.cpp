@@ -13,7 +13,14 @@
 //     latency of a handle's completion as seen by a waiting caller.
 //   * BM_WorkerDrain/0|1: one worker running a queued backlog of empty tasks,
 //     detached (0) or with handles held (1): the pool's own cost per task.
+//   * BM_AsyncSpawnBlocking: async_spawn_blocking from an io_context's thread
+//     with the completion bound to it, kBatch operations then the loop run
+//     until they have completed: spawn, task and completion on the loop, per
+//     operation, and allocs_all_threads per operation.
+#include <asio/bind_executor.hpp>
+#include <asio/io_context.hpp>
 #include <benchmark/benchmark.h>
+#include <blockpool/asio.hpp>
 #include <blockpool/blockpool.hpp>
 #include <blockpool/testing.hpp>
 
@@ -203,6 +210,31 @@ void BM_WorkerDrain(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations() * kDrain);
 }
 
+// The operation is one block (task and operation state, recycled like any
+// task block); the loop receives each batch of results through one post.
+void BM_AsyncSpawnBlocking(benchmark::State& state) {
+  auto& p = pool();
+  asio::io_context io(1);
+  std::uint64_t n = 0, sum = 0;
+  const std::uint64_t g0 = g_allocs.load(std::memory_order_relaxed);
+  auto drain = [&io] {
+    io.restart();
+    io.run();  // returns once every operation has completed: each holds work
+  };
+  for (auto _ : state) {
+    blockpool::async_spawn_blocking(p, [] { return std::uint64_t{1}; },
+                                    asio::bind_executor(io, [&sum](std::exception_ptr e, std::uint64_t v) {
+                                      if (!e) sum += v;
+                                    }));
+    if (++n % kBatch == 0) drain();
+  }
+  drain();
+  const std::uint64_t all = g_allocs.load(std::memory_order_relaxed) - g0;
+  if (sum != n) state.SkipWithError("an operation did not complete with its value");
+  state.SetItemsProcessed(static_cast<std::int64_t>(n));
+  state.counters["allocs_all_threads"] = static_cast<double>(all) / static_cast<double>(n);
+}
+
 }  // namespace
 
 BENCHMARK(BM_SpawnEmpty);
@@ -214,5 +246,6 @@ BENCHMARK(BM_SpawnDetached);
 BENCHMARK(BM_RoundTrip)->UseRealTime();
 BENCHMARK(BM_RoundTripSpin)->UseRealTime();
 BENCHMARK(BM_WorkerDrain)->Arg(0)->Arg(1)->UseRealTime();
+BENCHMARK(BM_AsyncSpawnBlocking)->UseRealTime();
 
 BENCHMARK_MAIN();
