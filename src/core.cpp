@@ -111,12 +111,12 @@ void Core::submit(TaskBase* task) noexcept {
       rejected = true;
     } else {
       queue_push_locked(task);
-      if (wakes_in_flight_cover_locked()) {
-        // Workers already on their way (woken, or polling before they park)
-        // take this task, and wake the next idle worker themselves if more
-        // work is queued by then (see run_worker). A spawn burst does not
-        // wake a thread per task, only to find the work already taken (see
-        // growth::wakes_in_flight_cover).
+      if (spinners_ + waking_ > 0) {
+        // A worker is already on its way (woken, or polling before it parks):
+        // it takes this task, and wakes the next idle worker itself if more
+        // work is queued by then (see run_worker). One wake-up in flight at a
+        // time: a spawn burst does not wake a thread per task, only to find
+        // the work already taken.
       } else if (idle_head_ != nullptr) {
         maybe_wake_idle_locked(a);
       } else {
@@ -140,13 +140,8 @@ void Core::submit(TaskBase* task) noexcept {
   perform(a);
 }
 
-bool Core::wakes_in_flight_cover_locked() const noexcept {
-  return growth::wakes_in_flight_cover(spinners_, waking_, static_cast<std::size_t>(queue_depth()),
-                                       cpus_);
-}
-
 void Core::maybe_wake_idle_locked(Actions& a) noexcept {
-  if (a.wake != nullptr || idle_head_ == nullptr || queue_depth() == 0 || wakes_in_flight_cover_locked())
+  if (a.wake != nullptr || idle_head_ == nullptr || spinners_ + waking_ > 0 || queue_depth() == 0)
     return;
   Worker* w = pop_idle_locked();
   w->notified = true;

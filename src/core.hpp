@@ -173,10 +173,8 @@ class Core final : public std::enable_shared_from_this<Core>, private Clock::Obs
   [[nodiscard]] growth::Snapshot snapshot_locked() const noexcept;
   void arm_controller_locked(Actions& a) noexcept;
   // Wakes (after unlock, through `a`) the most recently idle worker if work
-  // is queued and the workers already on their way do not cover it.
+  // is queued and no worker is already on its way to it.
   void maybe_wake_idle_locked(Actions& a) noexcept;
-  // growth::wakes_in_flight_cover for the current state. Caller holds mu_.
-  [[nodiscard]] bool wakes_in_flight_cover_locked() const noexcept;
 
   friend struct CoreTestAccess;
 

@@ -91,28 +91,6 @@ inline std::size_t threads_to_add_on_backlog(const Snapshot& s, std::size_t queu
   return s.threads < std::min(s.cpus, s.max_threads) ? 1 : 0;
 }
 
-// Wake-ups. A spawn (or a worker passing the baton) wakes an idle worker
-// unless the workers already on their way cover the queued work:
-//   * a worker polling the queue takes whatever is queued within nanoseconds;
-//   * a worker woken but not yet back covers kTasksPerWake queued tasks. On a
-//     VM a woken worker takes 15-50 us to arrive, more when its virtual CPU
-//     is preempted; a spawn burst that outgrows what the workers on their way
-//     cover gets another one now, rather than each task waiting for the first
-//     to arrive and pass the baton. Measured on the paced mix (10 tiny tasks
-//     a millisecond beside 50 ms ones), against one wake-up in flight: p99 of
-//     8 alternating runs 94 us (85-108) vs 117 us (68-321), +26 ms of CPU over
-//     2 s; floods unchanged;
-//   * never more wake-ups in flight than CPUs: more workers on their way than
-//     can run at once would only contend for the queue.
-// A burst of spawns therefore costs a few wake-ups, never one per task.
-inline constexpr std::size_t kTasksPerWake = 4;
-inline bool wakes_in_flight_cover(std::size_t spinners, std::size_t waking, std::size_t queued,
-                                  std::size_t cpus) {
-  if (spinners > 0) return true;
-  if (waking == 0) return false;
-  return waking >= cpus || queued <= kTasksPerWake * waking;
-}
-
 inline constexpr unsigned kLateStallChecks = 4;
 
 // A worker whose previous idle spell was shorter than this polls the queue

@@ -149,18 +149,3 @@ TEST(GrowthPolicy, ControllerBecomesTheLastWorkerOnlyWhenAStepCoversTheBacklog) 
   EXPECT_TRUE(controller_becomes_worker(snap(6, 8, 2, 0, 512), 4));
   EXPECT_FALSE(controller_becomes_worker(snap(3, 8, 3, 0, 512), 0));       // nothing to add
 }
-
-TEST(GrowthPolicy, WakeUpsInFlightCoverAFewTasksEachUpToOnePerCpu) {
-  // Nobody on the way: wake.
-  EXPECT_FALSE(wakes_in_flight_cover(0, 0, 1, 2));
-  // A polling worker takes anything queued.
-  EXPECT_TRUE(wakes_in_flight_cover(1, 0, 1000, 2));
-  // One woken worker covers kTasksPerWake tasks; beyond that, wake another.
-  EXPECT_TRUE(wakes_in_flight_cover(0, 1, kTasksPerWake, 2));
-  EXPECT_FALSE(wakes_in_flight_cover(0, 1, kTasksPerWake + 1, 2));
-  EXPECT_TRUE(wakes_in_flight_cover(0, 2, 2 * kTasksPerWake, 4));
-  EXPECT_FALSE(wakes_in_flight_cover(0, 2, 2 * kTasksPerWake + 1, 4));
-  // Never more wake-ups in flight than CPUs, however deep the queue.
-  EXPECT_TRUE(wakes_in_flight_cover(0, 2, 1000, 2));
-  EXPECT_TRUE(wakes_in_flight_cover(0, 1, 1000, 1));
-}
