@@ -30,9 +30,12 @@ for bin in build-rel/tests/*_test; do
   case "$name" in load_test) continue ;; esac
   t1=$SECONDS
   extra=()
-  # fault_alloc_test defines its own operator new (malloc-based, fault-injecting):
-  # keep valgrind from replacing it (it still sees the malloc/free underneath).
-  [ "$name" = fault_alloc_test ] && extra=(--soname-synonyms=somalloc=nouserintercepts)
+  # The fault_alloc tests define their own operator new (malloc-based,
+  # fault-injecting, tests/failing_new.hpp): keep valgrind from replacing it
+  # (it still sees the malloc/free underneath).
+  case "$name" in
+    fault_alloc_test | asio_fault_alloc_test) extra=(--soname-synonyms=somalloc=nouserintercepts) ;;
+  esac
   if timeout 600 valgrind "${extra[@]}" --tool=memcheck --leak-check=full --show-leak-kinds=definite,possible \
       --errors-for-leak-kinds=definite,possible --error-exitcode=1 --fair-sched=yes \
       --log-file="build-rel/valgrind-$name.log" "$bin" --gtest_brief=1 >"build-rel/valgrind-$name.out" 2>&1; then

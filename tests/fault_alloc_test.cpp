@@ -18,39 +18,10 @@
 #include "blockpool/testing.hpp"
 #include "stress_util.hpp"
 
-namespace {
-// 0: off. Otherwise the allocation that brings it to 0 throws.
-thread_local long t_fail_countdown = 0;
-thread_local long t_news = 0;  // operator new calls made by this thread
-}  // namespace
+#include "failing_new.hpp"
 
-void* operator new(std::size_t n) {
-  ++t_news;
-  if (t_fail_countdown > 0 && --t_fail_countdown == 0) throw std::bad_alloc();
-  if (n == 0) n = 1;
-  if (void* p = std::malloc(n)) return p;
-  throw std::bad_alloc();
-}
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wmismatched-new-delete"  // new above is malloc-based
-#endif
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
-// Every other (unaligned) form goes through the two above, so that all of them
-// pair up under valgrind too (it replaces libstdc++'s own forms).
-void* operator new[](std::size_t n) { return ::operator new(n); }
-void* operator new(std::size_t n, const std::nothrow_t&) noexcept {
-  try {
-    return ::operator new(n);
-  } catch (...) {
-    return nullptr;
-  }
-}
-void* operator new[](std::size_t n, const std::nothrow_t& t) noexcept { return ::operator new(n, t); }
-void operator delete[](void* p) noexcept { std::free(p); }
-void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
-void operator delete(void* p, const std::nothrow_t&) noexcept { std::free(p); }
-void operator delete[](void* p, const std::nothrow_t&) noexcept { std::free(p); }
+using failing_new::t_fail_countdown;
+using failing_new::t_news;
 
 using blockpool::JoinError;
 

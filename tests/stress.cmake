@@ -2,6 +2,7 @@
 #   stress_test      label "stress"; budget BLOCKPOOL_STRESS_SECONDS (default 10 s)
 #   fault_test       label "stress"; fast
 #   fault_alloc_test label "stress"; replaces global operator new
+#   asio_fault_alloc_test  the same for async_spawn_blocking's initiation
 #   load_test        label "load"; only with -DBLOCKPOOL_LOAD_TESTS=ON (scripts/load.sh)
 option(BLOCKPOOL_LOAD_TESTS "Register the load test (1M tasks, 512 threads) with ctest" OFF)
 
@@ -11,6 +12,10 @@ blockpool_add_test(fault_test SOURCES fault_test.cpp LABELS stress TIMEOUT 300)
 # runtime): this one runs in normal builds and under valgrind only.
 if(NOT BLOCKPOOL_SANITIZE)
   blockpool_add_test(fault_alloc_test SOURCES fault_alloc_test.cpp LABELS stress TIMEOUT 300)
+  if(TARGET blockpool::asio)
+    blockpool_add_test(asio_fault_alloc_test SOURCES asio_fault_alloc_test.cpp LABELS stress
+                       TIMEOUT 300 LIBS blockpool::asio)
+  endif()
 endif()
 
 # The load test is a plain program (prints figures for docs/reliability.md).

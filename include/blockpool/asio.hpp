@@ -326,7 +326,13 @@ class OpTask final : public TaskBase, public Batched {
     // end (and its completion run) on another thread at any moment, so `op`
     // must not be touched after.
     if (op->slot_.is_connected()) {
-      op->slot_.template emplace<CancelHandler>(CancelHandler{op});
+      try {
+        // May allocate the slot's handler memory (std::bad_alloc).
+        op->slot_.template emplace<CancelHandler>(CancelHandler{op});
+      } catch (...) {
+        op->discard_unsubmitted();  // nothing was spawned
+        throw;
+      }
       op->preset_continuation(op);
     } else if constexpr (Body::kStop) {
       op->preset_continuation(op);  // shutdown references a running stoppable task
@@ -449,6 +455,16 @@ class OpTask final : public TaskBase, public Batched {
     Handler handler(std::move(handler_));
     let_go();
     return handler;
+  }
+
+  // Undoes start() before submission: the callable is destroyed unrun and
+  // the block freed, as if the operation had never been initiated.
+  void discard_unsubmitted() noexcept {
+    body_.drop({JoinError::Kind::kCancelled, JoinError::Reason::kAborted, {}});
+    handler_.~Handler();
+    executor_.~executor_type();
+    work_.~Work();
+    destroy_block(this);
   }
 
   // Destroyed unrun by a dying execution context.
