@@ -51,7 +51,7 @@
 //     for old-style executors), so io_context::run() does not return while a
 //     task is still running. Keep the executor's context alive until then.
 //   * One block per operation holds both the pool's task (callable, result)
-//     and the operation state (handler, executor, work); there is no
+//     and the operation state (handler, work on its executor); there is no
 //     JoinHandle. The handler's associated allocator allocates it and,
 //     through asio::post, the posted completion (but see batching below). A
 //     handler with no allocator of its own (std::allocator) gets the block
@@ -179,9 +179,12 @@ struct CancelHandler {
 // a drain takes the list once, when it starts). So an operation pushed onto
 // an empty list cannot complete before its pusher has posted the drain.
 struct Batched : Continuation {
+  struct Ops {
+    void (*complete)(Batched*);           // runs the handler; may throw
+    void (*destroy)(Batched*) noexcept;   // frees it unrun
+  };
   Batched* batch_next = nullptr;
-  void (*complete_batched)(Batched*) = nullptr;           // runs the handler; may throw
-  void (*destroy_batched)(Batched*) noexcept = nullptr;   // frees it unrun
+  const Ops* batch_ops = nullptr;
 };
 
 // A list per io_context, found by the context's address in a fixed table:
@@ -240,7 +243,7 @@ class Drain {
     Batched* b = take();
     while (b != nullptr) {
       Batched* next = b->batch_next;
-      b->destroy_batched(b);
+      b->batch_ops->destroy(b);
       b = next;
     }
   }
@@ -250,7 +253,7 @@ class Drain {
     while (b != nullptr) {
       Batched* next = b->batch_next;
       try {
-        b->complete_batched(b);
+        b->batch_ops->complete(b);
       } catch (...) {
         // A handler threw: it propagates out of io_context::run(), as from
         // any handler; the rest of the batch completes in a drain of its own.
@@ -286,8 +289,9 @@ class Drain {
 
 // The operation: one block that is both the pool's task and the Asio
 // operation state. It holds the task (TaskBase and body: callable, stop
-// state, result), the handler, its executor, the work held on that executor
-// and the cancellation slot. Allocated with the handler's associated
+// state, result), the handler and the work held on the handler's executor
+// (the executor and the cancellation slot are read from the handler when
+// needed). Allocated with the handler's associated
 // allocator (a handler without one gets the pool's recycled task-block
 // memory), so an operation costs one allocation, and no JoinHandle.
 //
@@ -302,8 +306,8 @@ class Drain {
 //     same way when the task ends.
 // That reference is dropped on the handler's executor just before the
 // handler runs, or when a dying execution context destroys the completion
-// unrun. The handler, executor and work are destroyed there too; only the
-// memory may outlive them, until the pool drops its own reference.
+// unrun. The handler and the work are destroyed there too; only the memory
+// may outlive them, until the pool drops its own reference.
 template <class Fn, class R, class Handler>
 class OpTask final : public TaskBase, public Batched {
  public:
@@ -325,10 +329,10 @@ class OpTask final : public TaskBase, public Batched {
     // Both go in before the pool can see the task: from submit() on, it may
     // end (and its completion run) on another thread at any moment, so `op`
     // must not be touched after.
-    if (op->slot_.is_connected()) {
+    if (slot_type slot = op->slot(); slot.is_connected()) {
       try {
         // May allocate the slot's handler memory (std::bad_alloc).
-        op->slot_.template emplace<CancelHandler>(CancelHandler{op});
+        slot.template emplace<CancelHandler>(CancelHandler{op});
       } catch (...) {
         op->discard_unsubmitted();  // nothing was spawned
         throw;
@@ -361,7 +365,7 @@ class OpTask final : public TaskBase, public Batched {
     ~Completion() {
       if (op_ != nullptr) op_->abandon();  // discarded unrun (context destroyed)
     }
-    executor_type get_executor() const noexcept { return op_->executor_; }
+    executor_type get_executor() const noexcept { return op_->executor(); }
     allocator_type get_allocator() const noexcept {
       return ::asio::get_associated_allocator(op_->handler_);
     }
@@ -376,19 +380,16 @@ class OpTask final : public TaskBase, public Batched {
       : TaskBase(&TaskOpsFor<OpTask>::kOps, /*mandatory=*/false),
         alloc_(alloc),
         handler_(std::forward<H>(handler)),
-        executor_(::asio::get_associated_executor(handler_, ::asio::system_executor())),
-        work_(track_work(executor_)),
-        slot_(::asio::get_associated_cancellation_slot(handler_)),
-        batch_(batch_list_of(executor_)),
+        work_(track_work(executor())),
+        batch_(batch_list_of(executor())),
         body_(std::forward<F>(f)) {
     // Constructed last: a callable that throws while moved in leaves nothing
     // behind (the members above are destroyed by the unwinding; the body's
     // callable, in a union, is never destroyed by ~TaskBody).
     Continuation::fn = &OpTask::on_end;
-    complete_batched = [](Batched* b) { static_cast<OpTask*>(b)->complete(); };
-    destroy_batched = [](Batched* b) noexcept { static_cast<OpTask*>(b)->abandon(); };
+    batch_ops = &kBatchOps;
   }
-  // The handler, executor and work are gone (complete or abandon); the body's
+  // The handler and the work are gone (complete or abandon); the body's
   // callable was destroyed when the task ran or was dropped.
   ~OpTask() {}
 
@@ -417,7 +418,7 @@ class OpTask final : public TaskBase, public Batched {
       ::asio::post(io->get_executor(), Drain(*io, list));
       return;
     }
-    [[maybe_unused]] const auto posting_work = track_work(op->executor_);
+    [[maybe_unused]] const auto posting_work = track_work(op->executor());
     ::asio::post(Completion(op));  // the operation's reference belongs to the completion now
   }
 
@@ -425,7 +426,7 @@ class OpTask final : public TaskBase, public Batched {
   // state() pairs with finish()'s release (and the push or post that brought
   // us here happened after it).
   void complete() {
-    if (slot_.is_connected()) slot_.clear();
+    clear_slot();
     std::exception_ptr error;
     if constexpr (std::is_void_v<R>) {
       if (state() != kCompleted) error = body_.result().take_exception();
@@ -462,20 +463,18 @@ class OpTask final : public TaskBase, public Batched {
   void discard_unsubmitted() noexcept {
     body_.drop({JoinError::Kind::kCancelled, JoinError::Reason::kAborted, {}});
     handler_.~Handler();
-    executor_.~executor_type();
     work_.~Work();
     destroy_block(this);
   }
 
   // Destroyed unrun by a dying execution context.
   void abandon() noexcept {
-    if (slot_.is_connected()) slot_.clear();
+    clear_slot();
     let_go();
   }
 
   void let_go() noexcept {
     handler_.~Handler();
-    executor_.~executor_type();
     work_.~Work();
     release();  // the operation's reference; the pool may still hold its own
   }
@@ -511,6 +510,22 @@ class OpTask final : public TaskBase, public Batched {
     }
   }
 
+  // The handler's associated executor and cancellation slot, read from the
+  // handler whenever needed rather than kept: a smaller block (what a loop
+  // that spawns faster than it completes keeps alive is these blocks).
+  executor_type executor() const noexcept {
+    return ::asio::get_associated_executor(handler_, ::asio::system_executor());
+  }
+  slot_type slot() const noexcept { return ::asio::get_associated_cancellation_slot(handler_); }
+  // Detaches the cancellation handler (on the handler's executor, before the
+  // handler goes), so a later signal reaches nothing of ours.
+  void clear_slot() noexcept {
+    if (slot_type slot = this->slot(); slot.is_connected()) slot.clear();
+  }
+  static constexpr Batched::Ops kBatchOps{
+      [](Batched* b) { static_cast<OpTask*>(b)->complete(); },
+      [](Batched* b) noexcept { static_cast<OpTask*>(b)->abandon(); }};
+
   static BatchList* batch_list_of(const executor_type& ex) noexcept {
     ::asio::io_context* io = io_context_of(ex);
     return io != nullptr ? batch_list_for(io) : nullptr;
@@ -523,12 +538,8 @@ class OpTask final : public TaskBase, public Batched {
     Handler handler_;
   };
   union {
-    executor_type executor_;
-  };
-  union {
     Work work_;
   };
-  slot_type slot_;
   // The batch list of the io_context the handler runs on; null when the
   // completion is posted on its own (any other executor, or a full table).
   BatchList* const batch_;
