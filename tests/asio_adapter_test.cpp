@@ -743,6 +743,68 @@ TEST(AsioAdapter, TwoIoContextsEachGetTheirOwnCompletions) {
   EXPECT_EQ(wrong.load(), 0);
 }
 
+// ---- Initiation that throws -------------------------------------------------
+// Copying the callable or the handler into the operation can throw. Then the
+// initiation throws, nothing is spawned, nothing leaks, and the io_context
+// holds no work for the operation (run() returns).
+
+struct CopyThrows {
+  explicit CopyThrows(std::shared_ptr<int> t) : token(std::move(t)) {}
+  CopyThrows(const CopyThrows& other) : token(other.token) {
+    if (*token != 0) throw std::runtime_error("copy refused");
+  }
+  std::shared_ptr<int> token;
+};
+
+void expect_nothing_spawned(blockpool::Pool& pool, asio::io_context& io, const bool& ran,
+                            const bool& called) {
+  EXPECT_EQ(pool.metrics().spawned, 0u);
+  io.run_for(kBound);
+  EXPECT_TRUE(io.stopped()) << "the failed operation left work on the io_context";
+  EXPECT_FALSE(ran);
+  EXPECT_FALSE(called);
+}
+
+TEST(AsioAdapter, CallableWhoseCopyThrowsLeavesNothingSpawned) {
+  blockpool::Pool pool;
+  asio::io_context io;
+  auto token = std::make_shared<int>(1);  // non-zero: copies throw
+  bool ran = false, called = false;
+  const auto task = [&ran, c = CopyThrows(token)] {
+    ran = true;
+    return 1;
+  };
+  EXPECT_THROW(blockpool::async_spawn_blocking(
+                   pool, task,  // an lvalue: copied into the operation
+                   asio::bind_executor(io, [&called](std::exception_ptr, int) { called = true; })),
+               std::runtime_error);
+  expect_nothing_spawned(pool, io, ran, called);
+  EXPECT_EQ(token.use_count(), 2) << "only `task` still holds it";
+}
+
+TEST(AsioAdapter, HandlerWhoseCopyThrowsLeavesNothingSpawned) {
+  blockpool::Pool pool;
+  asio::io_context io;
+  auto token = std::make_shared<int>(0);  // zero while the handler is built
+  bool ran = false, called = false;
+  auto handler = asio::bind_executor(io, [&called, c = CopyThrows(token)](std::exception_ptr, int) {
+    called = true;
+  });
+  *token = 1;  // from now on copying the handler throws
+  auto callable_token = std::make_shared<int>(0);
+  EXPECT_THROW(blockpool::async_spawn_blocking(
+                   pool,
+                   [&ran, callable_token] {
+                     ran = true;
+                     return 1;
+                   },
+                   handler),  // an lvalue: copied into the operation
+               std::runtime_error);
+  expect_nothing_spawned(pool, io, ran, called);
+  EXPECT_EQ(callable_token.use_count(), 1) << "the callable moved into the operation was destroyed";
+  EXPECT_EQ(token.use_count(), 2) << "only `handler` still holds it";
+}
+
 // ---- Operations the pool ends itself ----------------------------------------
 // A plain callback cannot cancel its operation, so only the pool ends its
 // task: the worker that runs it, shutdown cancelling it in the queue, a spawn

@@ -383,9 +383,12 @@ class OpTask final : public TaskBase, public Batched {
         work_(track_work(executor())),
         batch_(batch_list_of(executor())),
         body_(std::forward<F>(f)) {
-    // Constructed last: a callable that throws while moved in leaves nothing
-    // behind (the members above are destroyed by the unwinding; the body's
-    // callable, in a union, is never destroyed by ~TaskBody).
+    // The body is constructed last: a callable that throws while moved or
+    // copied in leaves nothing behind. The members above are destroyed by
+    // the unwinding, the handler and the work included: unlike a destructor,
+    // a constructor's unwinding destroys variant (union) members whose
+    // initialization completed ([except.ctor]). The tests
+    // CallableWhoseCopyThrows / HandlerWhoseCopyThrows check it.
     Continuation::fn = &OpTask::on_end;
     batch_ops = &kBatchOps;
   }
