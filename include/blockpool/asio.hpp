@@ -99,6 +99,7 @@
 #include <asio/associated_cancellation_slot.hpp>
 #include <asio/associated_executor.hpp>
 #include <asio/async_result.hpp>
+#include <asio/bind_executor.hpp>
 #include <asio/cancellation_signal.hpp>
 #include <asio/cancellation_type.hpp>
 #include <asio/execution.hpp>
@@ -163,6 +164,15 @@ struct CancelHandler {
   }
 };
 
+// Whether moving a handler cannot throw. asio::executor_binder does not
+// declare its move constructor noexcept, but it only moves its executor and
+// its target: it cannot throw when neither can.
+template <class H>
+struct NothrowMovable : std::is_nothrow_move_constructible<H> {};
+template <class T, class Ex>
+struct NothrowMovable<::asio::executor_binder<T, Ex>>
+    : std::bool_constant<NothrowMovable<T>::value && std::is_nothrow_move_constructible_v<Ex>> {};
+
 // ---- Completion batching (handlers that run on an io_context) -------------
 //
 // An operation whose handler runs on an io_context's own executor (directly,
@@ -197,6 +207,16 @@ struct BatchList {
 };
 inline constexpr std::size_t kBatchLists = 64;
 inline BatchList g_batch_lists[kBatchLists];
+
+// How many pushes in a row this thread has made onto one list without
+// finding it empty: how far behind that loop is, as this thread sees it (a
+// drain empties the list; the next push finds it so and starts again from 0).
+// Thread-local, so keeping it costs the pushers no shared write.
+struct PushRun {
+  const void* list = nullptr;
+  std::uint32_t pushes = 0;
+};
+inline thread_local PushRun t_push_run;
 
 inline BatchList* batch_list_for(::asio::io_context* context) noexcept {
   for (BatchList& l : g_batch_lists) {
@@ -382,6 +402,7 @@ class OpTask final : public TaskBase, public Batched {
         handler_(std::forward<H>(handler)),
         work_(track_work(executor())),
         batch_(batch_list_of(executor())),
+        spawned_on_loop_(batch_ != nullptr && on_its_loop(executor())),
         body_(std::forward<F>(f)) {
     // The body is constructed last: a callable that throws while moved or
     // copied in leaves nothing behind. The members above are destroyed by
@@ -407,11 +428,15 @@ class OpTask final : public TaskBase, public Batched {
       // Batched (see Drain). Release publishes the operation to the drain.
       // Relaxed: an entry's context never changes once claimed.
       ::asio::io_context* io = list->context.load(std::memory_order_relaxed);
+      PushRun& run = t_push_run;
+      if (run.list != list) run = PushRun{list, 0};
+      Batched* item = op->spawned_on_loop_ && run.pushes >= kCompactAfter ? op->compact() : op;
       Batched* head = list->head.load(std::memory_order_relaxed);
       do {
-        op->batch_next = head;
-      } while (!list->head.compare_exchange_weak(head, op, std::memory_order_release,
+        item->batch_next = head;
+      } while (!list->head.compare_exchange_weak(head, item, std::memory_order_release,
                                                  std::memory_order_relaxed));
+      run.pushes = head == nullptr ? 0 : run.pushes + 1;
       if (head != nullptr) return;  // the pending drain takes it; `op` is not ours any more
       // The list was empty, so no drain can complete `op` (and release its
       // work) before the one posted here: the context is alive. Hold work of
@@ -448,6 +473,91 @@ class OpTask final : public TaskBase, public Batched {
       }
       Handler handler = take_handler();
       std::move(handler)(std::move(error), std::move(value));
+    }
+  }
+
+  // A loop that spawns a flood of operations from one of its own handlers
+  // cannot run a single completion until that handler returns: each
+  // operation's whole block would wait for it, and none of its spawns could
+  // reuse one (measured: 200,000 blocks, 51 MB of fresh memory, half the
+  // flood's rate). So for an operation spawned on the thread running its
+  // io_context, once the thread ending it has pushed kCompactAfter completions
+  // in a row onto that loop's list without finding it empty, that thread
+  // moves what the completion needs (the handler, the work, the outcome) into
+  // a small node and frees the block here, for the spawner to reuse. Spawns
+  // from other threads are left alone: there the loop is merely busy, and
+  // compacting cost the contended benchmark 14%. Only where nothing can throw
+  // or fail: blocks from the task-block cache, nothrow moves, a successful
+  // allocation; otherwise the block itself waits.
+  static constexpr std::uint32_t kCompactAfter = 256;
+  using Outcome = std::conditional_t<std::is_void_v<R>, Unit, asio_value_t<R>>;
+  static constexpr bool compactible() noexcept {
+    return kCachedMemory && NothrowMovable<Handler>::value &&
+           std::is_nothrow_move_constructible_v<Work> &&
+           (std::is_void_v<R> || (std::is_nothrow_move_constructible_v<R> &&
+                                  std::is_nothrow_move_constructible_v<Outcome> &&
+                                  std::is_nothrow_default_constructible_v<Outcome>));
+  }
+
+  class Compact final : public Batched {
+   public:
+    Compact(Handler&& h, Work&& w, std::exception_ptr e, Outcome&& v) noexcept
+        : handler_(std::move(h)), work_(std::move(w)), error_(std::move(e)), value_(std::move(v)) {
+      batch_ops = &kOps;
+    }
+
+   private:
+    static void complete(Batched* b) {
+      auto* self = static_cast<Compact*>(b);
+      Handler handler(std::move(self->handler_));
+      std::exception_ptr error = std::move(self->error_);
+      Outcome value = std::move(self->value_);
+      release_node(self);  // before the upcall, the work included, as for the operation
+      if constexpr (std::is_void_v<R>) {
+        std::move(handler)(std::move(error));
+      } else {
+        std::move(handler)(std::move(error), std::move(value));
+      }
+    }
+    static void release_node(Compact* self) noexcept {
+      self->~Compact();
+      free_task_block(self, sizeof(Compact));
+    }
+    static constexpr Batched::Ops kOps{&Compact::complete,
+                                       [](Batched* b) noexcept { release_node(static_cast<Compact*>(b)); }};
+
+    Handler handler_;
+    Work work_;
+    std::exception_ptr error_;
+    Outcome value_;
+  };
+
+  // On the thread that ended the task, which owns the block (on_end). Returns
+  // the node to push instead of the operation, or the operation itself.
+  Batched* compact() noexcept {
+    if constexpr (compactible()) {
+      if (!hands_off()) return this;  // a cancellable or stoppable operation is shared
+      void* mem = nullptr;
+      try {
+        mem = allocate_task_block(sizeof(Compact));
+      } catch (...) {
+        return this;
+      }
+      std::exception_ptr error;
+      Outcome value{};
+      if (state() != kCompleted) {
+        error = body_.result().take_exception();
+      } else if constexpr (!std::is_void_v<R>) {
+        value = Outcome(body_.result().take());  // a stored value: nothrow moves only
+      }
+      Batched* node = ::new (mem) Compact(std::move(handler_), std::move(work_), std::move(error),
+                                          std::move(value));
+      handler_.~Handler();
+      work_.~Work();
+      destroy_block(this);  // the pool's only reference was passed to us
+      return node;
+    } else {
+      return this;
     }
   }
 
@@ -529,6 +639,11 @@ class OpTask final : public TaskBase, public Batched {
       [](Batched* b) { static_cast<OpTask*>(b)->complete(); },
       [](Batched* b) noexcept { static_cast<OpTask*>(b)->abandon(); }};
 
+  // Whether the calling thread is running the io_context behind `ex`.
+  static bool on_its_loop(const executor_type& ex) noexcept {
+    ::asio::io_context* io = io_context_of(ex);
+    return io != nullptr && io->get_executor().running_in_this_thread();
+  }
   static BatchList* batch_list_of(const executor_type& ex) noexcept {
     ::asio::io_context* io = io_context_of(ex);
     return io != nullptr ? batch_list_for(io) : nullptr;
@@ -546,6 +661,8 @@ class OpTask final : public TaskBase, public Batched {
   // The batch list of the io_context the handler runs on; null when the
   // completion is posted on its own (any other executor, or a full table).
   BatchList* const batch_;
+  // Spawned on the thread running that io_context (see compact()).
+  const bool spawned_on_loop_;
   Body body_;
 };
 
