@@ -532,6 +532,16 @@ class OpTask final : public TaskBase, public Batched {
     Outcome value_;
   };
 
+  // The value to hand over (a default one when the task did not complete).
+  // Constructions only, all nothrow for a compactible operation.
+  Outcome take_outcome(bool completed) noexcept {
+    if constexpr (std::is_void_v<R>) {
+      return Unit{};
+    } else {
+      return completed ? Outcome(body_.result().take()) : Outcome();
+    }
+  }
+
   // On the thread that ended the task, which owns the block (on_end). Returns
   // the node to push instead of the operation, or the operation itself.
   Batched* compact() noexcept {
@@ -543,15 +553,10 @@ class OpTask final : public TaskBase, public Batched {
       } catch (...) {
         return this;
       }
-      std::exception_ptr error;
-      Outcome value{};
-      if (state() != kCompleted) {
-        error = body_.result().take_exception();
-      } else if constexpr (!std::is_void_v<R>) {
-        value = Outcome(body_.result().take());  // a stored value: nothrow moves only
-      }
+      const bool completed = state() == kCompleted;
+      std::exception_ptr error = completed ? nullptr : body_.result().take_exception();
       Batched* node = ::new (mem) Compact(std::move(handler_), std::move(work_), std::move(error),
-                                          std::move(value));
+                                          take_outcome(completed));
       handler_.~Handler();
       work_.~Work();
       destroy_block(this);  // the pool's only reference was passed to us
