@@ -402,7 +402,10 @@ class OpTask final : public TaskBase, public Batched {
         handler_(std::forward<H>(handler)),
         work_(track_work(executor())),
         batch_(batch_list_of(executor())),
-        spawned_on_loop_(batch_ != nullptr && on_its_loop(executor())),
+        // The list records its io_context: no second lookup from the executor.
+        spawned_on_loop_(batch_ != nullptr && batch_->context.load(std::memory_order_relaxed)
+                                                   ->get_executor()
+                                                   .running_in_this_thread()),
         body_(std::forward<F>(f)) {
     // The body is constructed last: a callable that throws while moved or
     // copied in leaves nothing behind. The members above are destroyed by
@@ -644,11 +647,6 @@ class OpTask final : public TaskBase, public Batched {
       [](Batched* b) { static_cast<OpTask*>(b)->complete(); },
       [](Batched* b) noexcept { static_cast<OpTask*>(b)->abandon(); }};
 
-  // Whether the calling thread is running the io_context behind `ex`.
-  static bool on_its_loop(const executor_type& ex) noexcept {
-    ::asio::io_context* io = io_context_of(ex);
-    return io != nullptr && io->get_executor().running_in_this_thread();
-  }
   static BatchList* batch_list_of(const executor_type& ex) noexcept {
     ::asio::io_context* io = io_context_of(ex);
     return io != nullptr ? batch_list_for(io) : nullptr;
