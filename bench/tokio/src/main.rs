@@ -175,10 +175,19 @@ impl Stats {
             count: 0,
             sum: 0,
             offloop: 0,
-            lat_ns: Vec::new(),
+            lat_ns: latency_buffer(target),
             target,
         }))
     }
+}
+
+// An empty vector with room for `n` latencies, its pages already faulted in
+// (every element written once): growing it on the loop during a run would be
+// timed as the latency of whichever task pushed at that moment.
+fn latency_buffer(n: u64) -> Vec<u64> {
+    let mut v = vec![u64::MAX; n as usize];
+    v.clear();
+    v
 }
 
 // Called on the loop for each completion; returns true on the last one.
@@ -312,7 +321,7 @@ fn main() {
             let u0 = usage();
             let t0 = Instant::now();
             local.block_on(&rt, async {
-                let mut lat = Vec::with_capacity(n as usize);
+                let mut lat = latency_buffer(n);
                 for i in 0..n {
                     let ts = Instant::now();
                     let v = spawn_blocking(move || task_value(i)).await.expect("join");
