@@ -38,11 +38,15 @@ def main() -> int:
     for b, ds in results.items():
         def med(key):
             return statistics.median(d.get(key, 0) for d in ds)
-        key = "rate" if "rate" in ds[0] else "p99_us"
-        each = " ".join(f"{d[key] / 1e6:.2f}" if key == "rate" else f"{d[key]:.0f}" for d in ds)
+        # The scenario's headline figure: rate, p99 latency, or wall time
+        # (burst and idle report neither rate nor latencies).
+        key = next(k for k in ("rate", "p99_us", "wall_s") if k in ds[0])
+        scale = {"rate": 1e-6, "p99_us": 1.0, "wall_s": 1e3}[key]
+        each = " ".join(f"{d[key] * scale:.2f}" if key == "rate" else f"{d[key] * scale:.0f}" for d in ds)
         print(f"{b}: rate {med('rate') / 1e6:.2f} M/s, p50 {med('p50_us'):.1f} us, "
-              f"p99 {med('p99_us'):.1f} us, cpu {med('cpu_s') * 1e3:.0f} ms, "
-              f"threads {med('peak_threads'):.0f}; {key} per run: {each}")
+              f"p99 {med('p99_us'):.1f} us, wall {med('wall_s') * 1e3:.1f} ms, "
+              f"cpu {med('cpu_s') * 1e3:.0f} ms, threads {med('peak_threads'):.0f}; "
+              f"{key} per run: {each}")
     return 0
 
 
