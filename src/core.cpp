@@ -116,7 +116,14 @@ void Core::submit(TaskBase* task) noexcept {
         // it takes this task, and wakes the next idle worker itself if more
         // work is queued by then (see run_worker). One wake-up in flight at a
         // time: a spawn burst does not wake a thread per task, only to find
-        // the work already taken.
+        // the work already taken. Unless that worker is overdue: then it is
+        // not running, and would hold up this task for as long as its CPU
+        // stays taken, so wake another (growth.hpp, kHandOffTrust). The clock
+        // is read only here, with an idle worker to wake.
+        if (idle_head_ != nullptr) {
+          const auto now = std::chrono::steady_clock::now();
+          if (growth::hand_off_overdue(hand_off_at_, now)) wake_idle_locked(a, now);
+        }
       } else if (idle_head_ != nullptr) {
         maybe_wake_idle_locked(a);
       } else {
@@ -143,9 +150,14 @@ void Core::submit(TaskBase* task) noexcept {
 void Core::maybe_wake_idle_locked(Actions& a) noexcept {
   if (a.wake != nullptr || idle_head_ == nullptr || spinners_ + waking_ > 0 || queue_depth() == 0)
     return;
-  Worker* w = pop_idle_locked();
+  wake_idle_locked(a, std::chrono::steady_clock::now());
+}
+
+void Core::wake_idle_locked(Actions& a, std::chrono::steady_clock::time_point now) noexcept {
+  Worker* w = pop_idle_near_locked(sched_getcpu());
   w->notified = true;
   ++waking_;
+  hand_off_at_ = now;
   w->add_ref();
   a.wake = w;
 }
@@ -319,6 +331,21 @@ void Core::push_idle_locked(Worker* w) noexcept {
 
 Worker* Core::pop_idle_locked() noexcept {
   Worker* w = idle_head_;
+  remove_idle_locked(w);
+  return w;
+}
+
+Worker* Core::pop_idle_near_locked(int cpu) noexcept {
+  Worker* w = idle_head_;
+  if (cpu >= 0) {
+    Worker* c = idle_head_;
+    for (std::size_t i = 0; c != nullptr && i < growth::kWakeScan; ++i, c = c->idle_next) {
+      if (c->park_cpu == cpu) {
+        w = c;
+        break;
+      }
+    }
+  }
   remove_idle_locked(w);
   return w;
 }

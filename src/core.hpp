@@ -67,6 +67,7 @@ struct Worker {
   // All guarded by Core::mu_:
   bool idle = false;        // on the idle list
   bool notified = false;    // woken by a spawner or shutdown (and taken off the idle list)
+  int park_cpu = -1;            // the CPU it parked on (sched_getcpu), -1 if unknown
   Worker* idle_prev = nullptr;  // idle list links (most recently idle at the head)
   Worker* idle_next = nullptr;
   Worker* all_prev = nullptr;   // list of all live workers
@@ -165,6 +166,10 @@ class Core final : public std::enable_shared_from_this<Core>, private Clock::Obs
   [[nodiscard]] std::uint64_t queue_depth() const noexcept;
   void push_idle_locked(Worker* w) noexcept;
   Worker* pop_idle_locked() noexcept;
+  // The idle worker to wake for work made on CPU `cpu`: among the
+  // kWakeScan most recently idle, the first that parked on `cpu`, else the
+  // most recently idle. Taken off the idle list. Precondition: idle_head_.
+  Worker* pop_idle_near_locked(int cpu) noexcept;
   void remove_idle_locked(Worker* w) noexcept;
   void on_time_advanced() noexcept override;
   // This thread leaves the pool: it parks its own id in the join chain and
@@ -172,9 +177,13 @@ class Core final : public std::enable_shared_from_this<Core>, private Clock::Obs
   void leave_join_chain_locked(Actions& a) noexcept;
   [[nodiscard]] growth::Snapshot snapshot_locked() const noexcept;
   void arm_controller_locked(Actions& a) noexcept;
-  // Wakes (after unlock, through `a`) the most recently idle worker if work
-  // is queued and no worker is already on its way to it.
+  // Wakes (after unlock, through `a`) an idle worker if work is queued and
+  // no worker is already on its way to it.
   void maybe_wake_idle_locked(Actions& a) noexcept;
+  // Takes an idle worker off the idle list (pop_idle_near_locked, for the
+  // calling thread's CPU), stamps the hand-off with `now` and has `a` notify
+  // it. Preconditions: idle_head_ != nullptr, a.wake == nullptr.
+  void wake_idle_locked(Actions& a, std::chrono::steady_clock::time_point now) noexcept;
 
   friend struct CoreTestAccess;
 
@@ -198,6 +207,12 @@ class Core final : public std::enable_shared_from_this<Core>, private Clock::Obs
   std::uint64_t started_tasks_ BLOCKPOOL_GUARDED_BY(mu_) = 0;  // progress, for the controller
   std::size_t spinners_ BLOCKPOOL_GUARDED_BY(mu_) = 0;  // workers polling for work before parking
   std::size_t waking_ BLOCKPOOL_GUARDED_BY(mu_) = 0;    // workers notified, not yet back in the loop
+  // When the latest hand-off was made: a worker notified by a spawn or a
+  // baton, or a worker that began to spin. Read only while spinners_ +
+  // waking_ > 0, to see whether the spawn's trust in that worker has run out
+  // (growth::hand_off_overdue). Real time, whatever the pool's Clock: it
+  // measures the OS scheduler, not the pool's timers.
+  std::chrono::steady_clock::time_point hand_off_at_ BLOCKPOOL_GUARDED_BY(mu_){};
   bool shutdown_ BLOCKPOOL_GUARDED_BY(mu_) = false;
   bool controller_armed_ BLOCKPOOL_GUARDED_BY(mu_) = false;
   Worker* idle_head_ BLOCKPOOL_GUARDED_BY(mu_) = nullptr;  // most recently idle first

@@ -97,6 +97,37 @@ inline constexpr unsigned kLateStallChecks = 4;
 // for up to this long before parking (see worker.cpp).
 inline constexpr std::chrono::microseconds kSpinWindow{50};
 
+// A spawn that finds a worker already on its way (woken and not yet back, or
+// polling before it parks) trusts that worker with its task and wakes no one
+// (see Core::submit). The trust is bounded: once the latest such hand-off is
+// older than this, the worker is evidently not running (its CPU was taken:
+// on a VM, a halted vCPU the host did not run again for milliseconds), and
+// the spawn wakes another idle worker. Measured on the paced mix in a slow VM
+// phase (bench/README.md): a woken worker or a spinner that did not run for
+// 1-4 ms held up every tick spawned meanwhile, and those ticks were most of
+// the slowest 1%. Far above a normal wake-up (3-70 us on this VM), so a pool
+// that is merely busy does not double its wake-ups; and at most one extra
+// wake-up per period, since each one is a fresh hand-off.
+inline constexpr std::chrono::microseconds kHandOffTrust{250};
+
+// Whether a hand-off made at `since` has outlived kHandOffTrust at `now`.
+inline bool hand_off_overdue(std::chrono::steady_clock::time_point since,
+                             std::chrono::steady_clock::time_point now) {
+  return now - since > kHandOffTrust;
+}
+
+// Which idle worker a wake-up takes: the scheduler runs a woken thread on its
+// previous CPU if that CPU is idle, so waking a worker that parked on another,
+// idle CPU makes the OS wake that CPU (on a VM, a halted vCPU: 0.1-2 ms at
+// times), while one that parked on the waker's CPU runs there as soon as the
+// waker yields it. So a wake-up prefers, among the kWakeScan most recently
+// idle workers, one that parked on the waker's CPU. Measured on the paced
+// mix: in steady state 98% of wake-ups already stay on the waker's CPU (LIFO
+// reuse), but while the pool grows 30-70% went to the other vCPU, with p90
+// up to 335 us. A bounded scan keeps the choice O(1) and the most recently
+// idle (so the keep-alive order) nearly intact.
+inline constexpr std::size_t kWakeScan = 8;
+
 // Whether the process kept the CPUs busy over an interval: it used at least
 // three quarters of every CPU. Then workers that started nothing were more
 // likely waiting for a CPU than blocked, and more threads would only contend.

@@ -169,6 +169,7 @@ void Core::run_worker(Worker* w) noexcept {
     const auto idle_start = std::chrono::steady_clock::now();
     if (w->last_gap < growth::kSpinWindow && spinners_ == 0) {
       ++spinners_;
+      hand_off_at_ = idle_start;
       lk.unlock();
       for (unsigned i = 1;; ++i) {
         // Relaxed: only a hint; the queue itself is read under mu_ below.
@@ -197,12 +198,16 @@ void Core::run_worker(Worker* w) noexcept {
     // for idle_threads and then advances a ManualClock by keep_alive must
     // retire the thread, so the deadline cannot come from the advanced time.
     const Clock::time_point deadline = saturating_add(clock_->now(), config_.keep_alive);
+    w->park_cpu = sched_getcpu();
     push_idle_locked(w);
     bool retire = false;
     for (;;) {
       if (w->notified) {  // the waker took us off the idle list
         w->notified = false;
         --waking_;
+        // Hand-offs still in flight are older than ours, most likely the one
+        // a spawn already found overdue: stop trusting them (see submit).
+        if (waking_ > 0) hand_off_at_ = {};
         w->last_gap = std::chrono::steady_clock::now() - idle_start;
         break;
       }

@@ -14,6 +14,7 @@ set(BLOCKPOOL_CORE_TESTS
   metrics
   exactly_once
   coroutine
+  wake
 )
 foreach(t IN LISTS BLOCKPOOL_CORE_TESTS)
   blockpool_add_test(${t}_test SOURCES ${t}_test.cpp TIMEOUT 120 LABELS core)

@@ -149,3 +149,17 @@ TEST(GrowthPolicy, ControllerBecomesTheLastWorkerOnlyWhenAStepCoversTheBacklog) 
   EXPECT_TRUE(controller_becomes_worker(snap(6, 8, 2, 0, 512), 4));
   EXPECT_FALSE(controller_becomes_worker(snap(3, 8, 3, 0, 512), 0));       // nothing to add
 }
+
+TEST(GrowthPolicy, HandOffTrustedUntilItOutlivesTheTrustPeriod) {
+  using std::chrono::steady_clock;
+  const steady_clock::time_point t0{std::chrono::seconds(100)};
+  EXPECT_FALSE(hand_off_overdue(t0, t0));
+  EXPECT_FALSE(hand_off_overdue(t0, t0 + kHandOffTrust));
+  EXPECT_TRUE(hand_off_overdue(t0, t0 + kHandOffTrust + std::chrono::nanoseconds(1)));
+  // A stamp reset to the epoch (Core does this when a woken worker arrives
+  // while older hand-offs are still out) is overdue at once.
+  EXPECT_TRUE(hand_off_overdue(steady_clock::time_point{}, t0));
+  // Far above a normal wake-up on a VM (tens of us), so a busy pool does not
+  // double its wake-ups.
+  EXPECT_GE(kHandOffTrust, std::chrono::microseconds(200));
+}

@@ -17,12 +17,14 @@ struct ClockPool {
   std::shared_ptr<blockpool::testing::ManualClock> clock =
       std::make_shared<blockpool::testing::ManualClock>();
   blockpool::Pool pool;
-  explicit ClockPool(std::size_t max_threads = 8)
+  // on_start: the pool's on_thread_start hook (none by default).
+  explicit ClockPool(std::size_t max_threads = 8, std::function<void()> on_start = {})
       : pool(blockpool::Builder{}
                  .max_threads(max_threads)
                  .keep_alive(kKeepAlive)
                  .thread_name("ka")
                  .clock(clock)
+                 .on_thread_start(std::move(on_start))
                  .build()) {}
 };
 
@@ -125,7 +127,14 @@ TEST(KeepAlive, StoppedManualClockNeverRetires) {
 }
 
 TEST(KeepAlive, MostRecentlyIdleThreadIsWokenFirst) {
-  ClockPool p;
+  // A spawn prefers an idle thread that parked on its own CPU (wake_test.cpp);
+  // among those, the most recently idle. Pin the test and every worker to one
+  // CPU, so all parked where the spawns come from and recency alone decides.
+  const std::vector<int> cpus = bptest::allowed_cpus(1);
+  ASSERT_FALSE(cpus.empty());
+  bptest::AffinityGuard restore;
+  ASSERT_TRUE(bptest::pin_to(cpus[0]));
+  ClockPool p(8, [cpu = cpus[0]] { (void)bptest::pin_to(cpu); });
   grow_to(p.pool, 4);
   // All four went idle at time 0. Move halfway to their deadline.
   p.clock->advance(kKeepAlive / 2);

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <pthread.h>
+#include <sched.h>
 
 #include <atomic>
 #include <chrono>
@@ -93,6 +94,43 @@ blockpool::JoinError get_join_error(H&& h) {
   return blockpool::JoinError(blockpool::JoinError::Kind::kSpawnFailure,
                               blockpool::JoinError::Reason::kSpawnFailed);
 }
+
+// Up to `n` CPUs this process may run on (its affinity mask), lowest first.
+inline std::vector<int> allowed_cpus(std::size_t n) {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  std::vector<int> cpus;
+  if (sched_getaffinity(0, sizeof set, &set) != 0) return cpus;
+  for (int c = 0; c < CPU_SETSIZE && cpus.size() < n; ++c)
+    if (CPU_ISSET(c, &set)) cpus.push_back(c);
+  return cpus;
+}
+
+// Pins the calling thread to one CPU. Returns whether it worked.
+inline bool pin_to(int cpu) {
+  cpu_set_t one;
+  CPU_ZERO(&one);
+  CPU_SET(cpu, &one);
+  return pthread_setaffinity_np(pthread_self(), sizeof one, &one) == 0;
+}
+
+// Puts the calling thread's affinity back as it was, at scope exit.
+class AffinityGuard {
+ public:
+  AffinityGuard() {
+    CPU_ZERO(&saved_);
+    ok_ = pthread_getaffinity_np(pthread_self(), sizeof saved_, &saved_) == 0;
+  }
+  ~AffinityGuard() {
+    if (ok_) (void)pthread_setaffinity_np(pthread_self(), sizeof saved_, &saved_);
+  }
+  AffinityGuard(const AffinityGuard&) = delete;
+  AffinityGuard& operator=(const AffinityGuard&) = delete;
+
+ private:
+  cpu_set_t saved_;
+  bool ok_ = false;
+};
 
 // True when every metrics counter balances and nothing is queued.
 inline bool quiet_and_balanced(const blockpool::Metrics& m) {
