@@ -155,11 +155,15 @@ void Core::maybe_wake_idle_locked(Actions& a) noexcept {
 
 void Core::wake_idle_locked(Actions& a, std::chrono::steady_clock::time_point now) noexcept {
   Worker* w = pop_idle_near_locked(sched_getcpu());
+  mark_notified_locked(w);
+  hand_off_at_ = now;
+  a.wake = w;
+}
+
+void Core::mark_notified_locked(Worker* w) noexcept {
   w->notified = true;
   ++waking_;
-  hand_off_at_ = now;
   w->add_ref();
-  a.wake = w;
 }
 
 void Core::perform(Actions& a) noexcept {
@@ -406,9 +410,7 @@ bool Core::shutdown(std::chrono::nanoseconds timeout) {
     }
     while (idle_head_ != nullptr) {
       Worker* w = pop_idle_locked();
-      w->notified = true;
-      ++waking_;
-      w->add_ref();
+      mark_notified_locked(w);
       w->wake_next = to_wake;
       to_wake = w;
     }

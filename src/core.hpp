@@ -184,6 +184,9 @@ class Core final : public std::enable_shared_from_this<Core>, private Clock::Obs
   // calling thread's CPU), stamps the hand-off with `now` and has `a` notify
   // it. Preconditions: idle_head_ != nullptr, a.wake == nullptr.
   void wake_idle_locked(Actions& a, std::chrono::steady_clock::time_point now) noexcept;
+  // Marks `w`, just taken off the idle list, as notified and on its way, and
+  // takes a reference for the waker to notify it after unlocking.
+  void mark_notified_locked(Worker* w) noexcept;
 
   friend struct CoreTestAccess;
 

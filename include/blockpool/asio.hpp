@@ -560,8 +560,7 @@ class OpTask final : public TaskBase, public Batched {
       std::exception_ptr error = completed ? nullptr : body_.result().take_exception();
       Batched* node = ::new (mem) Compact(std::move(handler_), std::move(work_), std::move(error),
                                           take_outcome(completed));
-      handler_.~Handler();
-      work_.~Work();
+      destroy_operation_state();
       destroy_block(this);  // the pool's only reference was passed to us
       return node;
     } else {
@@ -583,8 +582,7 @@ class OpTask final : public TaskBase, public Batched {
   // the block freed, as if the operation had never been initiated.
   void discard_unsubmitted() noexcept {
     body_.drop({JoinError::Kind::kCancelled, JoinError::Reason::kAborted, {}});
-    handler_.~Handler();
-    work_.~Work();
+    destroy_operation_state();
     destroy_block(this);
   }
 
@@ -595,9 +593,15 @@ class OpTask final : public TaskBase, public Batched {
   }
 
   void let_go() noexcept {
+    destroy_operation_state();
+    release();  // the operation's reference; the pool may still hold its own
+  }
+
+  // Ends the lifetime of the handler and the work (union members, destroyed
+  // by hand): the handler first, then the work held on its executor.
+  void destroy_operation_state() noexcept {
     handler_.~Handler();
     work_.~Work();
-    release();  // the operation's reference; the pool may still hold its own
   }
 
   // Task operations (see TaskBase::Ops).
