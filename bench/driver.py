@@ -332,10 +332,20 @@ def draw_chart(outdir, chart_path, peers, med, quick, failed_keys):
     os.makedirs(datadir, exist_ok=True)
     colors = {"blockpool": "#d62728", "tokio": "#1f77b4", "libuv": "#2ca02c",
               "asio_pool": "#9467bd", "std_async": "#7f7f7f"}
+    # A run of some scenarios only (--scenarios) draws only the panels that
+    # have data: an empty panel has no valid y range and gnuplot rejects it.
+    def has_data(series):
+        return any((med(p, sc, field) or 0) > 0 for sc, field, _l, _s in series for p in peers)
+
+    panels = [panel for panel in PANELS if has_data(panel[2])]
+    if not panels:
+        return
+    cols = min(3, len(panels))
+    rows = (len(panels) + cols - 1) // cols
     script = [
-        f"set terminal pngcairo noenhanced size 1500,1000 font 'sans,10'",
+        f"set terminal pngcairo noenhanced size {500 * cols},{500 * rows} font 'sans,10'",
         f"set output '{chart_path}'",
-        "set multiplot layout 2,3 title 'blockpool vs peers — medians"
+        f"set multiplot layout {rows},{cols} title 'blockpool vs peers — medians"
         + (" (QUICK: reduced sizes)" if quick else "") + "' font 'sans,13'",
         "set style data histogram",
         "set style histogram clustered gap 1",
@@ -348,7 +358,7 @@ def draw_chart(outdir, chart_path, peers, med, quick, failed_keys):
         "set xtics nomirror font 'sans,9'",
         "set datafile missing '?'",
     ]
-    for idx, (title, ylabel, series) in enumerate(PANELS):
+    for idx, (title, ylabel, series) in enumerate(panels):
         path = os.path.join(datadir, f"panel{idx}.dat")
         lo, hi = None, None
         with open(path, "w") as f:
