@@ -299,8 +299,10 @@ def main():
     # ---- chart ----
     chart_path = os.path.join(args.out, "quick-chart.png" if args.quick else "chart.png")
     if shutil.which("gnuplot"):
-        draw_chart(args.out, chart_path, peers, med, args.quick, failed_keys)
-        print(f"wrote {chart_path}")
+        if draw_chart(args.out, chart_path, peers, med, args.quick, failed_keys):
+            print(f"wrote {chart_path}")
+        else:
+            print("no scenario with data: no chart", file=sys.stderr)
     else:
         print("gnuplot not found: no chart", file=sys.stderr)
     # A peer that reports its own limit (std::async's EAGAIN in flood) is a
@@ -339,7 +341,7 @@ def draw_chart(outdir, chart_path, peers, med, quick, failed_keys):
 
     panels = [panel for panel in PANELS if has_data(panel[2])]
     if not panels:
-        return
+        return False
     cols = min(3, len(panels))
     rows = (len(panels) + cols - 1) // cols
     script = [
@@ -399,6 +401,8 @@ def draw_chart(outdir, chart_path, peers, med, quick, failed_keys):
     r = subprocess.run(["gnuplot", gp], capture_output=True, text=True)
     if r.returncode != 0:
         print("gnuplot failed:\n" + r.stderr, file=sys.stderr)
+        return False
+    return True
 
 
 if __name__ == "__main__":
