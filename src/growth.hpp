@@ -97,31 +97,6 @@ inline constexpr unsigned kLateStallChecks = 4;
 // for up to this long before parking (see worker.cpp).
 inline constexpr std::chrono::microseconds kSpinWindow{50};
 
-// Whether a worker that found the queue empty polls it before parking:
-//   * only if its last idle spell was shorter than kSpinWindow: work arrives
-//     back to back (a loop doing spawn-and-await), and a parked thread costs
-//     a futex wake, often of a sleeping CPU, per task. Work that comes
-//     further apart never makes a worker poll, so a lightly loaded pool
-//     burns no CPU;
-//   * only if no other worker polls, so polling never takes more than one CPU;
-//   * not on the CPU the latest spawn came from. A poller there sees new
-//     work only when the spawner lets it run, which is mostly when the
-//     spawner goes to sleep; the task then ends after its spawner slept, and
-//     the result has to wake it, which the OS does on another CPU (on a VM,
-//     often a halted vCPU: tens of microseconds). Parked instead, the worker
-//     is woken by the next spawn on this very CPU, usually runs at once, and
-//     hands the result back while the spawner is still awake. Measured on
-//     the paced mix (bench/README.md), 134 paired runs in three batches: p99
-//     6% lower on average (10% and 7% lower in slower phases of the VM, 2%
-//     higher in a fast one), p50 23-25 -> 19 us, CPU 146-154 -> 105-113 ms;
-//     round trips unchanged within noise (4.2 -> 4.0-4.8 us). A worker on
-//     another CPU than the spawner's keeps polling: there it runs the task
-//     while the spawner waits (0.7 us round trips).
-inline bool poll_before_parking(std::chrono::nanoseconds last_gap, std::size_t pollers,
-                                bool on_latest_spawners_cpu) {
-  return last_gap < kSpinWindow && pollers == 0 && !on_latest_spawners_cpu;
-}
-
 // A spawn that finds a worker already on its way (woken and not yet back, or
 // polling before it parks) trusts that worker with its task and wakes no one
 // (see Core::submit). The trust is bounded: once the latest such hand-off is

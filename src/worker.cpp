@@ -158,12 +158,16 @@ void Core::run_worker(Worker* w) noexcept {
     }
     if (shutdown_) break;
 
-    // Poll the queue before parking when work arrives back to back, but not
-    // on the CPU the latest spawn came from (growth::poll_before_parking says
-    // why). Spawners see spinners_ and skip the wake-up.
+    // Spin before parking, but only for a worker whose last idle spell was
+    // shorter than the spin window: work is arriving back to back (a loop
+    // doing spawn-and-await), and a parked thread costs a futex wake plus the
+    // wake-up of a sleeping CPU (tens of microseconds on a VM) per task. A
+    // worker whose work comes further apart never spins, so an idle or lightly
+    // loaded pool burns no CPU. At most one worker spins at a time, so the
+    // spinning never takes more than one CPU from the application. Spawners
+    // see spinners_ and skip the wake-up.
     const auto idle_start = std::chrono::steady_clock::now();
-    const int cpu = sched_getcpu();
-    if (growth::poll_before_parking(w->last_gap, spinners_, cpu >= 0 && cpu == last_spawn_cpu_)) {
+    if (w->last_gap < growth::kSpinWindow && spinners_ == 0) {
       ++spinners_;
       hand_off_at_ = idle_start;
       lk.unlock();
