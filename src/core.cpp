@@ -111,6 +111,7 @@ void Core::submit(TaskBase* task) noexcept {
       rejected = true;
     } else {
       queue_push_locked(task);
+      last_spawn_cpu_ = sched_getcpu();  // no syscall: glibc reads the rseq area (or the vDSO)
       if (spinners_ + waking_ > 0) {
         // A worker is already on its way (woken, or polling before it parks):
         // it takes this task, and wakes the next idle worker itself if more

@@ -73,6 +73,15 @@ Clock::time_point saturating_add(Clock::time_point t, std::chrono::nanoseconds d
 }
 }  // namespace
 
+namespace {
+// Records the length of an idle spell that ended with work: the gap itself,
+// and how many spells in a row were shorter than the polling window.
+void note_idle_spell(Worker* w, std::chrono::nanoseconds gap) noexcept {
+  w->last_gap = gap;
+  w->short_gaps = gap >= growth::kSpinWindow ? 0 : std::min(w->short_gaps + 1, growth::kStreamGaps);
+}
+}  // namespace
+
 void Core::run_worker(Worker* w) noexcept {
   set_current_pool_core(this);
   std::string name;
@@ -158,16 +167,12 @@ void Core::run_worker(Worker* w) noexcept {
     }
     if (shutdown_) break;
 
-    // Spin before parking, but only for a worker whose last idle spell was
-    // shorter than the spin window: work is arriving back to back (a loop
-    // doing spawn-and-await), and a parked thread costs a futex wake plus the
-    // wake-up of a sleeping CPU (tens of microseconds on a VM) per task. A
-    // worker whose work comes further apart never spins, so an idle or lightly
-    // loaded pool burns no CPU. At most one worker spins at a time, so the
-    // spinning never takes more than one CPU from the application. Spawners
-    // see spinners_ and skip the wake-up.
+    // Poll the queue before parking when work arrives back to back, but not
+    // on the CPU the latest spawn came from (growth::poll_before_parking says
+    // why). Spawners see spinners_ and skip the wake-up.
     const auto idle_start = std::chrono::steady_clock::now();
-    if (w->last_gap < growth::kSpinWindow && spinners_ == 0) {
+    const int cpu = sched_getcpu();
+    if (growth::poll_before_parking(w->last_gap, spinners_, cpu >= 0 && cpu == last_spawn_cpu_, w->short_gaps)) {
       ++spinners_;
       hand_off_at_ = idle_start;
       lk.unlock();
@@ -187,7 +192,7 @@ void Core::run_worker(Worker* w) noexcept {
       lk.lock();
       --spinners_;
       if (!queue_.empty()) {
-        w->last_gap = std::chrono::steady_clock::now() - idle_start;
+        note_idle_spell(w, std::chrono::steady_clock::now() - idle_start);
         continue;
       }
     }
@@ -208,7 +213,7 @@ void Core::run_worker(Worker* w) noexcept {
         // Hand-offs still in flight are older than ours, most likely the one
         // a spawn already found overdue: stop trusting them (see submit).
         if (waking_ > 0) hand_off_at_ = {};
-        w->last_gap = std::chrono::steady_clock::now() - idle_start;
+        note_idle_spell(w, std::chrono::steady_clock::now() - idle_start);
         break;
       }
       if (shutdown_) {

@@ -163,3 +163,19 @@ TEST(GrowthPolicy, HandOffTrustedUntilItOutlivesTheTrustPeriod) {
   // double its wake-ups.
   EXPECT_GE(kHandOffTrust, std::chrono::microseconds(200));
 }
+
+TEST(GrowthPolicy, PollBeforeParkingOnlyForBackToBackWorkAwayFromTheSpawnersCpuOrInAStream) {
+  using std::chrono::nanoseconds;
+  const nanoseconds short_gap = microseconds(5);
+  EXPECT_TRUE(poll_before_parking(short_gap, 0, false, 1));
+  // Work that came further apart than the window: park.
+  EXPECT_FALSE(poll_before_parking(kSpinWindow, 0, false, 0));
+  EXPECT_FALSE(poll_before_parking(nanoseconds::max(), 0, false, 0));  // a worker's first idle spell
+  // Another worker already polls: at most one at a time.
+  EXPECT_FALSE(poll_before_parking(short_gap, 1, false, kStreamGaps));
+  // On the CPU the latest spawn came from: park, to be woken there...
+  EXPECT_FALSE(poll_before_parking(short_gap, 0, true, 1));
+  EXPECT_FALSE(poll_before_parking(short_gap, 0, true, kStreamGaps - 1));
+  // ...unless the work has come back to back for kStreamGaps spells in a row.
+  EXPECT_TRUE(poll_before_parking(short_gap, 0, true, kStreamGaps));
+}
