@@ -76,7 +76,9 @@ struct Worker {
   // How long this worker's last idle spell lasted (from finding the queue
   // empty to getting work). Touched only by the worker's own thread.
   std::chrono::nanoseconds last_gap = std::chrono::nanoseconds::max();
-  unsigned short_gaps = 0;  // idle spells in a row shorter than growth::kSpinWindow; worker thread only
+  // How many idle spells in a row were shorter than growth::kSpinWindow (up
+  // to growth::kStreamGaps). Touched only by the worker's own thread.
+  unsigned short_gaps = 0;
   // Written and read only by the (single) thread that performs shutdown, to
   // chain the workers it wakes after releasing mu_.
   Worker* wake_next = nullptr;
@@ -219,7 +221,7 @@ class Core final : public std::enable_shared_from_this<Core>, private Clock::Obs
   std::chrono::steady_clock::time_point hand_off_at_ BLOCKPOOL_GUARDED_BY(mu_){};
   bool shutdown_ BLOCKPOOL_GUARDED_BY(mu_) = false;
   bool controller_armed_ BLOCKPOOL_GUARDED_BY(mu_) = false;
-  int last_spawn_cpu_ BLOCKPOOL_GUARDED_BY(mu_) = -1;  // CPU of the latest spawn (sched_getcpu), -1 if unknown
+  int last_spawn_cpu_ BLOCKPOOL_GUARDED_BY(mu_) = -1;  // CPU of the latest spawn, -1 if unknown
   Worker* idle_head_ BLOCKPOOL_GUARDED_BY(mu_) = nullptr;  // most recently idle first
   std::size_t idle_count_ BLOCKPOOL_GUARDED_BY(mu_) = 0;
   Worker* all_head_ BLOCKPOOL_GUARDED_BY(mu_) = nullptr;

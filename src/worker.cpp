@@ -71,9 +71,7 @@ Clock::time_point saturating_add(Clock::time_point t, std::chrono::nanoseconds d
     return Clock::time_point::max();
   return t + d;
 }
-}  // namespace
 
-namespace {
 // Records the length of an idle spell that ended with work: the gap itself,
 // and how many spells in a row were shorter than the polling window.
 void note_idle_spell(Worker* w, std::chrono::nanoseconds gap) noexcept {
@@ -172,7 +170,8 @@ void Core::run_worker(Worker* w) noexcept {
     // why). Spawners see spinners_ and skip the wake-up.
     const auto idle_start = std::chrono::steady_clock::now();
     const int cpu = sched_getcpu();
-    if (growth::poll_before_parking(w->last_gap, spinners_, cpu >= 0 && cpu == last_spawn_cpu_, w->short_gaps)) {
+    const bool on_spawners_cpu = cpu >= 0 && cpu == last_spawn_cpu_;
+    if (growth::poll_before_parking(w->last_gap, spinners_, on_spawners_cpu, w->short_gaps)) {
       ++spinners_;
       hand_off_at_ = idle_start;
       lk.unlock();
