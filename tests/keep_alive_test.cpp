@@ -28,24 +28,6 @@ struct ClockPool {
                  .build()) {}
 };
 
-// Runs n tasks that are all blocked at once (so the pool grows to n threads),
-// then releases them and waits until all n threads are idle.
-void grow_to(blockpool::Pool& pool, int n) {
-  Gate gate;
-  std::atomic<int> running{0};
-  std::vector<blockpool::JoinHandle<void>> hs;
-  for (int i = 0; i < n; ++i) {
-    hs.push_back(pool.spawn_blocking([&] {
-      running.fetch_add(1);
-      gate.wait();
-    }));
-  }
-  ASSERT_TRUE(wait_until([&] { return running.load() == n; }));
-  gate.open();
-  for (auto& h : hs) h.get();
-  ASSERT_TRUE(wait_until([&] { return pool.metrics().idle_threads == static_cast<std::uint64_t>(n); }));
-}
-
 // A ManualClock whose first now() call from a pool thread (after arm())
 // holds until the test has advanced the clock, or 300 ms pass. It widens
 // the window between "a thread reads the time it went idle" and "the thread
@@ -77,7 +59,7 @@ class GatedClock final : public blockpool::Clock {
 
 TEST(KeepAlive, IdleThreadsRetireAfterKeepAlive) {
   ClockPool p;
-  grow_to(p.pool, 4);
+  ASSERT_NO_FATAL_FAILURE(bptest::start_idle_workers(p.pool, 4));
   ASSERT_EQ(p.pool.metrics().threads, 4u);
   p.clock->advance(kKeepAlive);
   ASSERT_TRUE(wait_until([&] { return p.pool.metrics().threads == 0; }))
@@ -90,7 +72,7 @@ TEST(KeepAlive, IdleThreadsRetireAfterKeepAlive) {
 
 TEST(KeepAlive, AdvancingLessDoesNotRetire) {
   ClockPool p;
-  grow_to(p.pool, 3);
+  ASSERT_NO_FATAL_FAILURE(bptest::start_idle_workers(p.pool, 3));
   p.clock->advance(kKeepAlive - 1ns);
   EXPECT_TRUE(bptest::stays_false([&] { return p.pool.metrics().threads < 3; }));
   auto m = p.pool.metrics();
@@ -105,7 +87,7 @@ TEST(KeepAlive, AdvancingLessDoesNotRetire) {
 
 TEST(KeepAlive, SeveralSmallAdvancesAddUp) {
   ClockPool p;
-  grow_to(p.pool, 2);
+  ASSERT_NO_FATAL_FAILURE(bptest::start_idle_workers(p.pool, 2));
   for (int i = 0; i < 9; ++i) p.clock->advance(kKeepAlive / 10);
   EXPECT_TRUE(bptest::stays_false([&] { return p.pool.metrics().threads < 2; }));
   p.clock->advance(kKeepAlive / 10);
@@ -135,7 +117,7 @@ TEST(KeepAlive, MostRecentlyIdleThreadIsWokenFirst) {
   bptest::AffinityGuard restore;
   ASSERT_TRUE(bptest::pin_to(cpus[0]));
   ClockPool p(8, [cpu = cpus[0]] { (void)bptest::pin_to(cpu); });
-  grow_to(p.pool, 4);
+  ASSERT_NO_FATAL_FAILURE(bptest::start_idle_workers(p.pool, 4));
   // All four went idle at time 0. Move halfway to their deadline.
   p.clock->advance(kKeepAlive / 2);
   std::set<std::string> used;
@@ -164,7 +146,7 @@ TEST(KeepAlive, MostRecentlyIdleThreadIsWokenFirst) {
 
 TEST(KeepAlive, PoolGrowsAgainAfterRetiring) {
   ClockPool p;
-  grow_to(p.pool, 2);
+  ASSERT_NO_FATAL_FAILURE(bptest::start_idle_workers(p.pool, 2));
   p.clock->advance(kKeepAlive);
   ASSERT_TRUE(wait_until([&] { return p.pool.metrics().threads == 0; }));
   EXPECT_EQ(p.pool.spawn_blocking([] { return 5; }).get(), 5);

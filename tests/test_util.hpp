@@ -132,6 +132,25 @@ class AffinityGuard {
   bool ok_ = false;
 };
 
+// Starts `n` workers in `pool` (n tasks held at once on a gate, so each needs
+// its own thread), lets the tasks end, and waits until all `n` are parked.
+// Call through ASSERT_NO_FATAL_FAILURE.
+inline void start_idle_workers(blockpool::Pool& pool, int n) {
+  Gate gate;
+  std::atomic<int> running{0};
+  std::vector<blockpool::JoinHandle<void>> hs;
+  for (int i = 0; i < n; ++i) {
+    hs.push_back(pool.spawn_blocking([&] {
+      running.fetch_add(1);
+      gate.wait();
+    }));
+  }
+  ASSERT_TRUE(wait_until([&] { return running.load() == n; })) << running.load() << " of " << n << " started";
+  gate.open();
+  for (auto& h : hs) ASSERT_TRUE(h.wait_for(kLongWait));
+  ASSERT_TRUE(wait_until([&] { return pool.metrics().idle_threads == static_cast<std::uint64_t>(n); }));
+}
+
 // True when every metrics counter balances and nothing is queued.
 inline bool quiet_and_balanced(const blockpool::Metrics& m) {
   return m.queue_depth == 0 && m.spawned == m.completed + m.failed + m.cancelled;

@@ -19,25 +19,7 @@ using namespace std::chrono_literals;
 using bptest::Gate;
 using bptest::wait_until;
 
-namespace {
-
-// Starts `n` workers in `pool` (n gated tasks at once, so each needs its own
-// thread) and waits until all of them are parked.
-void start_idle_workers(blockpool::Pool& pool, int n) {
-  Gate gate;
-  std::latch running(n);
-  std::vector<blockpool::JoinHandle<void>> hs;
-  for (int i = 0; i < n; ++i) hs.push_back(pool.spawn_blocking([&] {
-    running.count_down();
-    gate.wait();
-  }));
-  running.wait();
-  gate.open();
-  for (auto& h : hs) ASSERT_TRUE(bptest::ends_soon(h));
-  ASSERT_TRUE(wait_until([&] { return pool.metrics().idle_threads == static_cast<std::uint64_t>(n); }));
-}
-
-}  // namespace
+using bptest::start_idle_workers;
 
 // The scheduler runs a woken thread on its previous CPU when that CPU is idle,
 // so waking a worker that parked elsewhere wakes a second CPU. A spawn prefers
@@ -54,7 +36,7 @@ TEST(Wake, PrefersAnIdleWorkerThatParkedOnTheSpawnersCpu) {
                              .keep_alive(1h)
                              .on_thread_start([&] { (void)bptest::pin_to(cpus[started.fetch_add(1) % 2]); })
                              .build();
-  start_idle_workers(pool, 2);
+  ASSERT_NO_FATAL_FAILURE(start_idle_workers(pool, 2));
   ASSERT_EQ(started.load(), 2);
 
   for (int round = 0; round < 4; ++round) {
@@ -165,7 +147,7 @@ struct HoldableThreads {
 // both are parked, and holds both: still on the idle list, as far as the
 // pool knows, but unable to come when woken.
 void hold_two_idle_workers(blockpool::Pool& pool, HoldableThreads& threads, ThreadHolder& holder) {
-  start_idle_workers(pool, 2);
+  ASSERT_NO_FATAL_FAILURE(start_idle_workers(pool, 2));
   std::lock_guard lk(threads.mu);
   ASSERT_EQ(threads.tids.size(), 2u);
   for (pid_t t : threads.tids) {
