@@ -27,7 +27,11 @@ namespace testing {
 
 void ManualClock::advance(duration d) {
   std::lock_guard lk(mu_);
-  if (d > duration::zero()) now_ns_.fetch_add(d.count(), std::memory_order_relaxed);
+  if (d > duration::zero()) {
+    // Only advance() writes now_ns_, under mu_: a plain load and store.
+    now_ns_.store(detail::saturating_add(now_ns_.load(std::memory_order_relaxed), d.count()),
+                  std::memory_order_relaxed);
+  }
   // Told under mu_ so that remove_observer() cannot return while an observer
   // is being called (a pool removes itself before it is destroyed).
   for (Observer* o : observers_) o->on_time_advanced();

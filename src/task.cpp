@@ -84,21 +84,27 @@ bool spin_until_final(const std::atomic<std::uint32_t>& state) noexcept {
 }  // namespace
 
 void TaskBase::wait() noexcept {
-  if (!spin_until_final(state_)) (void)sleep_until_final(-1);
+  if (!spin_until_final(state_)) (void)sleep_until_final(kNoDeadline);
 }
 
 bool TaskBase::wait_until_ns(std::int64_t steady_deadline_ns) noexcept {
+  if (steady_deadline_ns == kNoDeadline) {
+    wait();
+    return true;
+  }
   return sleep_until_final(steady_deadline_ns);
 }
 
 bool TaskBase::sleep_until_final(std::int64_t steady_deadline_ns) noexcept {
-  const bool timed = steady_deadline_ns >= 0;
+  const bool timed = steady_deadline_ns != kNoDeadline;
+  // A deadline before the clock's epoch (time_point::min(), say) has passed.
+  const std::int64_t deadline = steady_deadline_ns < 0 ? 0 : steady_deadline_ns;
   timespec abs{};
-  abs.tv_sec = static_cast<time_t>(steady_deadline_ns / 1000000000);
-  abs.tv_nsec = static_cast<long>(steady_deadline_ns % 1000000000);
+  abs.tv_sec = static_cast<time_t>(deadline / 1000000000);
+  abs.tv_nsec = static_cast<long>(deadline % 1000000000);
   std::uint32_t s = state_.load(std::memory_order_acquire);
   while (!is_final(s)) {
-    if (timed && monotonic_ns() >= steady_deadline_ns) return false;
+    if (timed && monotonic_ns() >= deadline) return false;
     if ((s & kWaiterBit) == 0) {
       if (!state_.compare_exchange_weak(s, s | kWaiterBit, std::memory_order_acquire,
                                         std::memory_order_acquire))

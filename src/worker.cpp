@@ -201,6 +201,9 @@ void Core::run_worker(Worker* w) noexcept {
     // shows as idle (push_idle_locked bumps idle_threads): a test that waits
     // for idle_threads and then advances a ManualClock by keep_alive must
     // retire the thread, so the deadline cannot come from the advanced time.
+    // A keep-alive of nanoseconds::max() (any duration too long for
+    // nanoseconds saturates to it) means "never retire", even once a manual
+    // clock has reached its end.
     const Clock::time_point deadline = saturating_add(clock_->now(), config_.keep_alive);
     w->park_cpu = sched_getcpu();
     push_idle_locked(w);
@@ -219,12 +222,12 @@ void Core::run_worker(Worker* w) noexcept {
         remove_idle_locked(w);
         break;
       }
-      if (clock_->now() >= deadline) {
+      if (config_.keep_alive != std::chrono::nanoseconds::max() && clock_->now() >= deadline) {
         remove_idle_locked(w);
         retire = true;
         break;
       }
-      if (clock_->is_real_time()) {
+      if (clock_->is_real_time() && deadline != Clock::time_point::max()) {
         w->cv.wait_until(lk, std::chrono::time_point_cast<std::chrono::steady_clock::duration>(
                                  std::chrono::time_point<std::chrono::steady_clock, Clock::duration>(
                                      deadline.time_since_epoch())));

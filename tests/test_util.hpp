@@ -11,6 +11,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <coroutine>
 #include <functional>
 #include <future>
 #include <latch>
@@ -62,6 +63,53 @@ class Gate {
  private:
   std::latch latch_{1};
   std::atomic<bool> opened_{false};
+};
+
+// Holds `n` of the pool's threads busy: n tasks (mandatory ones if asked)
+// that block on a gate until release() or destruction. The constructor
+// returns once all n run. Call through ASSERT_NO_FATAL_FAILURE if it may fail.
+class BusyThreads {
+ public:
+  BusyThreads(blockpool::Pool& pool, int n, bool mandatory = false) : started_(n) {
+    for (int i = 0; i < n; ++i) {
+      auto task = [this] {
+        started_.count_down();
+        gate_.wait();
+      };
+      tasks_.push_back(mandatory ? pool.spawn_mandatory_blocking(task) : pool.spawn_blocking(task));
+    }
+    started_.wait();
+  }
+  BusyThreads(const BusyThreads&) = delete;
+  BusyThreads& operator=(const BusyThreads&) = delete;
+  ~BusyThreads() { (void)release_and_wait(); }  // the tasks use gate_ until they end
+  void release() { gate_.open(); }
+  // Releases the tasks and waits (bounded) for them to end.
+  [[nodiscard]] bool release_and_wait() {
+    release();
+    for (auto& t : tasks_)
+      if (!t.wait_for(kLongWait)) return false;
+    return true;
+  }
+  std::vector<blockpool::JoinHandle<void>>& tasks() { return tasks_; }
+
+ private:
+  Gate gate_;
+  std::latch started_;
+  std::vector<blockpool::JoinHandle<void>> tasks_;
+};
+
+// The smallest coroutine type: starts eagerly, never suspends at its end (the
+// frame frees itself), returns nothing (results go through promises or
+// variables the test owns).
+struct Detached {
+  struct promise_type {
+    Detached get_return_object() noexcept { return {}; }
+    std::suspend_never initial_suspend() noexcept { return {}; }
+    std::suspend_never final_suspend() noexcept { return {}; }
+    void return_void() noexcept {}
+    void unhandled_exception() noexcept { std::terminate(); }
+  };
 };
 
 // The calling thread's OS name.

@@ -26,6 +26,7 @@
 #include <string>
 
 #include "blockpool/clock.hpp"
+#include "blockpool/detail/duration.hpp"
 #include "blockpool/testing.hpp"
 
 namespace blockpool {
@@ -35,7 +36,7 @@ class Pool;
 // Plain configuration values; Builder fills one, the pool keeps a copy.
 struct Config {
   std::size_t max_threads = 512;
-  std::chrono::nanoseconds keep_alive = std::chrono::seconds(10);
+  std::chrono::nanoseconds keep_alive = std::chrono::seconds(10);  // nanoseconds::max(): never retire
   std::string thread_name = "blockpool";
   std::function<std::string()> thread_name_fn;
   std::size_t stack_size = 0;  // 0: platform default
@@ -60,13 +61,15 @@ class Builder {
     return *this;
   }
   // How long an idle thread waits for work before it exits. Zero retires a
-  // thread as soon as it finds the queue empty. Negative is an error.
+  // thread as soon as it finds the queue empty. Negative is an error. Any
+  // duration type is accepted; one too long for nanoseconds (hours::max(),
+  // seconds::max(), ...) saturates to nanoseconds::max(), which means an idle
+  // thread never retires.
   template <class Rep, class Period>
   Builder& keep_alive(std::chrono::duration<Rep, Period> d) {
-    keep_alive_negative_ = d < d.zero();
-    config_.keep_alive =
-        keep_alive_negative_ ? std::chrono::nanoseconds(0)
-                             : std::chrono::duration_cast<std::chrono::nanoseconds>(d);
+    const std::chrono::nanoseconds ns = detail::saturating_ns(d);
+    keep_alive_negative_ = ns < ns.zero();
+    config_.keep_alive = keep_alive_negative_ ? std::chrono::nanoseconds(0) : ns;
     return *this;
   }
   // Thread names are "<name>-<N>" cut to the platform limit (15 bytes on

@@ -46,6 +46,7 @@
 #include <type_traits>
 #include <utility>
 
+#include "blockpool/detail/duration.hpp"
 #include "blockpool/detail/task.hpp"
 #include "blockpool/join_error.hpp"
 
@@ -97,16 +98,21 @@ class JoinHandle {
     task_->wait();
   }
 
-  // Waits at most `d`; true if the task has ended.
+  // Waits at most `d`; true if the task has ended. Any duration is accepted:
+  // zero or negative only looks, and a duration too long for the clock
+  // (seconds::max(), say) waits without a limit.
   template <class Rep, class Period>
   bool wait_for(std::chrono::duration<Rep, Period> d) const {
-    return wait_until(std::chrono::steady_clock::now() + d);
+    check();
+    const std::int64_t now = detail::steady_ns(std::chrono::steady_clock::now());
+    return task_->wait_until_ns(detail::saturating_add(now, detail::saturating_ns(d).count()));
   }
+  // Waits until `t`; true if the task has ended. A time already past (even
+  // time_point::min()) only looks; time_point::max() waits without a limit.
   template <class Duration>
   bool wait_until(std::chrono::time_point<std::chrono::steady_clock, Duration> t) const {
     check();
-    auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
-    return task_->wait_until_ns(static_cast<std::int64_t>(ns));
+    return task_->wait_until_ns(detail::steady_ns(t));
   }
 
   // True once the task has ended: completed, failed or cancelled.

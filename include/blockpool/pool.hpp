@@ -58,6 +58,7 @@
 #include <utility>
 
 #include "blockpool/builder.hpp"
+#include "blockpool/detail/duration.hpp"
 #include "blockpool/detail/task.hpp"
 #include "blockpool/join_handle.hpp"
 #include "blockpool/metrics.hpp"
@@ -127,15 +128,13 @@ class Pool {
   [[nodiscard]] Metrics metrics() const { return detail::metrics(core()); }
 
   // See "Shutdown" above. Returns true if every thread has exited (and been
-  // joined; when called from a pool thread: every other thread).
+  // joined; when called from a pool thread: every other thread). Any duration
+  // type is accepted: zero or negative does not wait, and one too long for
+  // nanoseconds (seconds::max(), say) waits without a limit.
   bool shutdown(std::chrono::nanoseconds timeout = std::chrono::nanoseconds::max());
   template <class Rep, class Period>
   bool shutdown(std::chrono::duration<Rep, Period> timeout) {
-    using std::chrono::nanoseconds;
-    const auto max = std::chrono::duration_cast<std::chrono::duration<Rep, Period>>(
-        nanoseconds::max() / 2);
-    return shutdown(timeout >= max ? nanoseconds::max()
-                                   : std::chrono::duration_cast<nanoseconds>(timeout));
+    return shutdown(detail::saturating_ns(timeout));
   }
   // Begins shutdown and returns at once.
   void shutdown_background();

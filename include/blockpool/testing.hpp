@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "blockpool/clock.hpp"
+#include "blockpool/detail/duration.hpp"
 
 namespace blockpool::testing {
 
@@ -33,11 +34,16 @@ class ManualClock final : public Clock {
   }
   bool is_real_time() const noexcept override { return false; }
 
-  // Moves time forward by d (negative values are ignored) and tells every
-  // observing pool, which re-checks its idle threads' deadlines. Returns after
-  // the pools have been told, not after threads have retired: wait on
-  // metrics() for that.
+  // Moves time forward by d (negative values are ignored; time stops at
+  // time_point::max() instead of overflowing) and tells every observing
+  // pool, which re-checks its idle threads' deadlines. Returns after the pools
+  // have been told, not after threads have retired: wait on metrics() for
+  // that. Any duration type is accepted (hours::max() saturates).
   void advance(duration d);
+  template <class Rep, class Period>
+  void advance(std::chrono::duration<Rep, Period> d) {
+    advance(detail::saturating_ns(d));
+  }
 
   void add_observer(Observer* observer) override;
   void remove_observer(Observer* observer) override;

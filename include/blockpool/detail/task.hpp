@@ -35,6 +35,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <climits>
 #include <exception>
 #include <functional>
 #include <new>
@@ -239,10 +240,12 @@ class TaskBase {
   }
 
   // Blocking waits (futex based). wait_until_ns takes an absolute
-  // steady_clock time in nanoseconds; returns true if the task ended.
+  // steady_clock time in nanoseconds (kNoDeadline: no limit; a time already
+  // past: no wait at all); returns true if the task ended.
+  static constexpr std::int64_t kNoDeadline = INT64_MAX;
   void wait() noexcept;
   bool wait_until_ns(std::int64_t steady_deadline_ns) noexcept;
-  // Sleeps on the futex until the task ends or (for a deadline >= 0) that
+  // Sleeps on the futex until the task ends or (unless kNoDeadline) that
   // steady_clock time; true if it ended. Shared by wait and wait_until_ns.
   bool sleep_until_final(std::int64_t steady_deadline_ns) noexcept;
 
