@@ -36,9 +36,15 @@ int create_os_thread(std::size_t stack_size, void* (*entry)(void*), void* arg,
     // Pool threads start with every asynchronous signal blocked, so signals
     // meant for the application (SIGINT, SIGTERM, SIGCHLD...) are delivered
     // to its own threads, never to a thread busy in someone's blocking call.
+    // The synchronous ones stay open: a fault raised by a task (SIGSEGV,
+    // SIGBUS on a truncated mmap'ed file, SIGFPE, SIGILL, SIGTRAP, SIGSYS)
+    // must reach the program's handlers (crash reporters, sanitizers, SIGBUS
+    // recovery) as on any thread. Blocked, Linux would kill the process with
+    // the default action instead, whatever handler is installed.
     sigset_t all;
     sigset_t old;
     sigfillset(&all);
+    for (int sig : {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGSYS}) sigdelset(&all, sig);
     pthread_sigmask(SIG_SETMASK, &all, &old);
     err = pthread_create(out, &attr, entry, arg);
     pthread_sigmask(SIG_SETMASK, &old, nullptr);

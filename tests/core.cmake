@@ -15,6 +15,7 @@ set(BLOCKPOOL_CORE_TESTS
   exactly_once
   coroutine
   wake
+  signal
   duration
 )
 foreach(t IN LISTS BLOCKPOOL_CORE_TESTS)
