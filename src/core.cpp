@@ -294,9 +294,39 @@ void Core::reap_tombstone(TaskBase* t) noexcept {
   t->release();
 }
 
-void Core::note_aborted() noexcept {
-  tombstones_.fetch_add(1, kRelaxed);
+void Core::note_aborted(TaskBase* task) noexcept {
+  const std::uint64_t dead = tombstones_.fetch_add(1, kRelaxed) + 1;
   m_.cancelled.fetch_add(1, std::memory_order_release);  // see metrics()
+  // Aborted tasks stay linked (and allocated) until something unlinks them.
+  // Once they are at least kSweepMin and half of the queue's entries, unlink
+  // them all: each sweep is paid for by as many aborts as it removes, and
+  // the queue never holds more dead entries than max(kSweepMin, live ones).
+  // Only try the lock: whoever holds it may be waiting for `task` to leave
+  // kAborting (see reap_tombstone); the next abort, pop or sweep then does it.
+  constexpr std::uint64_t kSweepMin = 64;
+  if (dead < kSweepMin || dead * 2 < queued_.load(kRelaxed)) return;
+  std::unique_lock lk(mu_, std::try_to_lock);
+  if (lk.owns_lock()) sweep_tombstones_locked(task);
+}
+
+void Core::sweep_tombstones_locked(TaskBase* self) noexcept {
+  TaskBase* t = queue_take_all_locked();
+  while (t != nullptr) {
+    TaskBase* next = t->next_;
+    t->next_ = nullptr;
+    const std::uint32_t st = t->state();
+    if (t == self) {
+      // Our caller's own task: it holds a reference of its own (a handle's
+      // or an operation's), so dropping the pool's cannot free the block.
+      tombstones_.fetch_sub(1, kRelaxed);
+      t->release();
+    } else if (st == kQueued || st == kAborting) {
+      queue_push_locked(t);  // alive, or its aborter is still counting it
+    } else {
+      reap_tombstone(t);  // done with the pool: no wait
+    }
+    t = next;
+  }
 }
 
 void Core::queue_push_locked(TaskBase* t) noexcept {

@@ -139,9 +139,12 @@ class Core final : public std::enable_shared_from_this<Core>, private Clock::Obs
   // thread (but the caller's own) to exit, and joins them.
   bool shutdown(std::chrono::nanoseconds timeout);
   void shutdown_background() noexcept;
-  // TaskBase::abort() moved a queued task to kAborting: count it. Must not
-  // take mu_ (called while a worker may spin under mu_ waiting for it).
-  void note_aborted() noexcept;
+  // TaskBase::abort() moved queued `task` to kAborting: count it, and when
+  // aborted tasks have come to fill at least half the queue, unlink them
+  // (task included) so that their memory is freed now rather than when a
+  // worker reaches them. Must not block on mu_ (a worker or shutdown may
+  // hold it while it waits for `task` to leave kAborting): it only tries it.
+  void note_aborted(TaskBase* task) noexcept;
 
   // ---- worker.cpp ----
   void run_worker(Worker* w) noexcept;
@@ -162,6 +165,14 @@ class Core final : public std::enable_shared_from_this<Core>, private Clock::Obs
   void end_tasks(TaskChain& tasks, const JoinErrorInfo& e) noexcept;
   TaskBase* pop_locked() noexcept;  // next startable task (kQueued -> kRunning), or null
   void reap_tombstone(TaskBase* t) noexcept;
+  // Unlinks the aborted tasks (tombstones) from the queue and releases the
+  // pool's references to them, but for those still in kAborting (their
+  // aborters are mid-way; a later sweep or pop takes them) and `self`, which
+  // the caller (its aborter) unlinks and accounts for itself.
+  void sweep_tombstones_locked(TaskBase* self) noexcept;
+  // Reserves the first worker (threads_ was 0) and, if none runs, the
+  // controller that must exist beside it (see "Locking" above).
+  void reserve_first_worker_locked(Actions& a) noexcept;
   void queue_push_locked(TaskBase* t) noexcept;
   TaskBase* queue_pop_locked() noexcept;       // precondition: !queue_.empty()
   TaskBase* queue_take_all_locked() noexcept;  // the whole chain, oldest first
@@ -239,7 +250,9 @@ class Core final : public std::enable_shared_from_this<Core>, private Clock::Obs
   std::condition_variable exit_cv_;  // signalled when live_os_threads_ drops
   std::condition_variable ctl_cv_;   // wakes the controller
   // Queued tasks that abort() (no lock) has claimed, still linked in queue_
-  // until a worker or shutdown unlinks them. queue depth = queued_ - this.
+  // until a worker, shutdown or a sweep unlinks them. queue depth = queued_ -
+  // this. Incremented by the aborter in kAborting; decremented under mu_ by
+  // whoever unlinks the task.
   alignas(64) std::atomic<std::uint64_t> tombstones_{0};
 
   // ---- metrics: atomics, relaxed (see header comment) ----

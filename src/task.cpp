@@ -122,7 +122,7 @@ bool TaskBase::cancel_if_queued() noexcept {
   // Still in the queue (or about to be popped): this thread ends it. The
   // Core is alive: a queued task keeps its pool's threads from exiting, and
   // whoever unlinks us waits until we leave kAborting (just below).
-  if (core_ != nullptr) core_->note_aborted();
+  if (core_ != nullptr) core_->note_aborted(this);
   leave_aborting();  // from here on this thread does not touch the Core
   ops_->drop(this, {JoinError::Kind::kCancelled, JoinError::Reason::kAborted, {}});
   finish(kCancelled);

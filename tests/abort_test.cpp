@@ -5,6 +5,9 @@
 #include <mutex>
 #include <vector>
 
+#include <array>
+
+#include "core.hpp"  // white-box: CoreTestAccess (src/)
 #include "test_util.hpp"
 
 using namespace std::chrono_literals;
@@ -254,4 +257,62 @@ TEST(Abort, HandleDroppedWhileRunningStillEndsOnce) {
   const auto m = pool.metrics();
   EXPECT_EQ(m.completed, 2u);
   EXPECT_EQ(m.failed + m.cancelled, 0u);
+}
+
+// ---- abort() frees the task (issue 16, point 11) ---------------------------
+//
+// An aborted task leaves the queue's count at once; its block used to stay
+// linked (and allocated) until a worker reached it. With every thread busy, a
+// loop of spawn-then-abort grew memory without bound. Now aborted tasks are
+// unlinked once they are at least 64 and half the queue: what the queue
+// holds stays bounded by what is live.
+namespace blockpool::detail {
+struct CoreTestAccess {
+  static std::uint64_t queue_entries(const Core& c) { return c.queued_.load(); }
+  static std::uint64_t tombstones(const Core& c) { return c.tombstones_.load(); }
+};
+}  // namespace blockpool::detail
+
+namespace {
+// Counts live callables: the memory an aborted task holds is its block; the
+// callable goes at abort. The block itself is counted through the queue.
+struct Big {
+  std::array<char, 200> bytes{};
+};
+}  // namespace
+
+TEST(Abort, SpawnThenAbortWhileEveryThreadIsBusyStaysBounded) {
+  blockpool::Pool pool = blockpool::Builder{}.max_threads(2).build();
+  bptest::BusyThreads busy(pool, 2);
+  // A few live queued tasks, then a long run of spawn-then-abort.
+  std::vector<blockpool::JoinHandle<int>> live;
+  for (int i = 0; i < 10; ++i) live.push_back(pool.spawn_blocking([i] { return i; }));
+  const auto* core = blockpool::detail::PoolAccess::core(pool);
+  std::uint64_t peak_entries = 0;
+  for (int i = 0; i < 200'000; ++i) {
+    auto h = pool.spawn_blocking([big = Big{}] { return static_cast<int>(big.bytes[0]); });
+    ASSERT_TRUE(h.abort());
+    peak_entries = std::max(peak_entries, blockpool::detail::CoreTestAccess::queue_entries(*core));
+  }
+  EXPECT_LE(peak_entries, 10u + 2 * 64u) << "aborted tasks pile up in the queue";
+  EXPECT_EQ(pool.metrics().queue_depth, 10u);
+  EXPECT_EQ(pool.metrics().cancelled, 200'000u);
+  busy.release();
+  for (int i = 0; i < 10; ++i) EXPECT_EQ(live[static_cast<std::size_t>(i)].get(), i);
+  EXPECT_TRUE(pool.shutdown(bptest::kLongWait));
+  EXPECT_EQ(blockpool::detail::CoreTestAccess::tombstones(*core), 0u);
+}
+
+// Aborting every queued task at once leaves at most a few tombstones behind.
+TEST(Abort, AbortingAWholeQueueFreesIt) {
+  blockpool::Pool pool = blockpool::Builder{}.max_threads(1).build();
+  bptest::BusyThreads busy(pool, 1);
+  std::vector<blockpool::JoinHandle<int>> hs;
+  for (int i = 0; i < 10'000; ++i) hs.push_back(pool.spawn_blocking([i] { return i; }));
+  for (auto& h : hs) ASSERT_TRUE(h.abort());
+  const auto* core = blockpool::detail::PoolAccess::core(pool);
+  EXPECT_LT(blockpool::detail::CoreTestAccess::queue_entries(*core), 64u);
+  EXPECT_EQ(pool.metrics().queue_depth, 0u);
+  busy.release();
+  EXPECT_TRUE(pool.shutdown(bptest::kLongWait));
 }
