@@ -141,25 +141,46 @@ class JoinHandle {
 
   // ---- Coroutine support -------------------------------------------------
 
+  // Both awaiters below live in the awaiting coroutine's frame. A coroutine
+  // may be destroyed while it is suspended on one of them (a lazy task that
+  // is dropped, a structured-concurrency scope that ends early): the
+  // awaiter's destructor then takes its continuation back from the task, so
+  // that when the task ends later (completes, is aborted, is cancelled by
+  // shutdown) nothing touches the destroyed frame. Destroying the frame must
+  // not race with the task's end itself: a coroutine that may be resumed on
+  // another thread at that very moment cannot be destroyed safely by anyone.
+
   // Resumes the awaiting coroutine on the thread that ends the task.
   class Awaiter : detail::Continuation {
    public:
     explicit Awaiter(JoinHandle& h) noexcept : handle_(h) {}
+    Awaiter(const Awaiter&) = delete;
+    Awaiter& operator=(const Awaiter&) = delete;
+    ~Awaiter() {
+      if (suspended_) (void)handle_.task_->detach_continuation(this);
+    }
     bool await_ready() const { return handle_.is_finished(); }
     bool await_suspend(std::coroutine_handle<> co) {
       coro_ = co;
       fn = &Awaiter::resume;
-      // false: the task ended meanwhile; continue without suspending.
-      return handle_.task_->set_continuation(this);
+      // Set before the continuation is published: from then on the finisher
+      // may resume (and the coroutine destroy) us on another thread.
+      suspended_ = true;
+      if (handle_.task_->set_continuation(this)) return true;
+      suspended_ = false;  // the task ended meanwhile: go on without suspending
+      return false;
     }
     T await_resume() { return handle_.get(); }
 
    private:
     static void resume(detail::Continuation* c) noexcept {
-      static_cast<Awaiter*>(c)->coro_.resume();
+      auto* self = static_cast<Awaiter*>(c);
+      self->suspended_ = false;  // the task is done with us
+      self->coro_.resume();
     }
     JoinHandle& handle_;
     std::coroutine_handle<> coro_;
+    bool suspended_ = false;  // our continuation is set on the task and not yet run
   };
 
   // Resumes the awaiting coroutine by calling `schedule(coroutine_handle)`
@@ -169,22 +190,33 @@ class JoinHandle {
   class ViaAwaiter : detail::Continuation {
    public:
     ViaAwaiter(JoinHandle& h, Schedule s) : handle_(h), schedule_(std::move(s)) {}
+    ViaAwaiter(const ViaAwaiter&) = delete;
+    ViaAwaiter& operator=(const ViaAwaiter&) = delete;
+    ~ViaAwaiter() {
+      if (suspended_) (void)handle_.task_->detach_continuation(this);
+    }
     bool await_ready() const { return false; }  // always resume through schedule_
     void await_suspend(std::coroutine_handle<> co) {
       coro_ = co;
       fn = &ViaAwaiter::resume;
-      if (!handle_.task_->set_continuation(this)) schedule_(co);
+      suspended_ = true;  // before publishing, as in Awaiter
+      if (!handle_.task_->set_continuation(this)) {
+        suspended_ = false;
+        schedule_(co);
+      }
     }
     T await_resume() { return handle_.get(); }
 
    private:
     static void resume(detail::Continuation* c) noexcept {
       auto* self = static_cast<ViaAwaiter*>(c);
+      self->suspended_ = false;  // before schedule_: it may resume (and end) the coroutine
       self->schedule_(self->coro_);
     }
     JoinHandle& handle_;
     Schedule schedule_;
     std::coroutine_handle<> coro_;
+    bool suspended_ = false;
   };
 
   Awaiter operator co_await() & noexcept { return Awaiter(*this); }

@@ -235,6 +235,17 @@ class TaskBase {
                                          std::memory_order_acquire);
   }
 
+  // Takes back a continuation set with set_continuation, before the task
+  // ends: true if `c` will not be run. False if the task has ended (or is
+  // ending): then the finisher has taken `c` and runs it. Used by an awaiter
+  // whose coroutine is destroyed while suspended. Relaxed on success: `c` was
+  // never read by anyone; acquire on failure, as for set_continuation.
+  bool detach_continuation(Continuation* c) noexcept {
+    Continuation* expected = c;
+    return cont_.compare_exchange_strong(expected, nullptr, std::memory_order_relaxed,
+                                         std::memory_order_acquire);
+  }
+
   void request_stop() noexcept {
     if (ops_->stop != nullptr) ops_->stop(this)->request_stop();
   }
