@@ -130,10 +130,7 @@ void Core::submit(TaskBase* task) noexcept {
       } else {
         growth::Snapshot s = snapshot_locked();
         if (growth::spawn_must_start_thread(s)) {
-          ++threads_;
-          ++starting_;
-          ++live_os_threads_;
-          a.start_workers = 1;
+          reserve_first_worker_locked(a);
         } else if (!controller_armed_ && growth::should_watch(s)) {
           arm_controller_locked(a);
         }
@@ -146,6 +143,18 @@ void Core::submit(TaskBase* task) noexcept {
     return;
   }
   perform(a);
+}
+
+void Core::reserve_first_worker_locked(Actions& a) noexcept {
+  ++threads_;
+  ++starting_;
+  ++live_os_threads_;
+  a.start_workers = 1;
+  if (!controller_running_) {
+    controller_running_ = true;
+    ++live_os_threads_;
+    a.start_controller = true;
+  }
 }
 
 void Core::maybe_wake_idle_locked(Actions& a) noexcept {
@@ -174,16 +183,15 @@ void Core::perform(Actions& a) noexcept {
     a.wake = nullptr;
   }
   if (a.wake_controller) ctl_cv_.notify_one();
-  if (a.start_workers > 0 || a.start_controller) start_threads(a.start_workers, a.start_controller);
   if (a.has_join) {
     pthread_join(a.join, nullptr);
     a.has_join = false;
   }
+  // Last: a refused creation may end queued tasks (see "Locking" in core.hpp).
+  if (a.start_workers > 0 || a.start_controller) start_threads(a.start_workers, a.start_controller);
 }
 
 std::size_t Core::start_threads(std::size_t workers, bool controller) noexcept {
-  std::size_t failed_workers = 0;
-  bool controller_failed = false;
   int last_error = 0;
   auto create = [&](void* (*entry)(void*), void* arg) -> int {
     const std::uint64_t attempt = create_attempts_.fetch_add(1, kRelaxed);
@@ -197,49 +205,59 @@ std::size_t Core::start_threads(std::size_t workers, bool controller) noexcept {
     }
     pthread_t tid;
     if (err == 0) err = create_os_thread(config_.stack_size, entry, arg, &tid);
+    if (err != 0) last_error = err;
     return err;
   };
   std::shared_ptr<Core> self = shared_from_this();
-  for (std::size_t i = 0; i < workers; ++i) {
-    auto* w = new (std::nothrow) Worker(self, next_index_.fetch_add(1, kRelaxed));
-    const int err = w == nullptr ? ENOMEM : create(&worker_entry, w);
-    if (err != 0) {
-      delete w;
-      ++failed_workers;
-      last_error = err;
-    }
-  }
+  // The controller first: workers never run without it (see core.hpp), so if
+  // it is refused, the workers reserved with it are not even tried.
+  bool controller_failed = false;
   if (controller) {
     auto* arg = new (std::nothrow) std::shared_ptr<Core>(self);
     const int err = arg == nullptr ? ENOMEM : create(&controller_entry, arg);
+    if (arg == nullptr) last_error = ENOMEM;
     if (err != 0) {
       delete arg;
       controller_failed = true;
-      last_error = err;
     }
   }
-  const std::size_t failures = failed_workers + (controller_failed ? 1 : 0);
-  if (failures == 0) return 0;
+  std::size_t refused = controller_failed ? 1 : 0;  // creations the OS (or memory) refused
+  std::size_t failed_workers = 0;                   // workers not started, refused or not tried
+  for (std::size_t i = 0; i < workers; ++i) {
+    if (controller_failed) {
+      ++failed_workers;
+      continue;
+    }
+    auto* w = new (std::nothrow) Worker(self, next_index_.fetch_add(1, kRelaxed));
+    const int err = w == nullptr ? ENOMEM : create(&worker_entry, w);
+    if (w == nullptr) last_error = ENOMEM;
+    if (err != 0) {
+      delete w;
+      ++failed_workers;
+      ++refused;
+    }
+  }
+  if (refused == 0) return 0;
 
-  m_.spawn_failures.fetch_add(failures, kRelaxed);
+  m_.spawn_failures.fetch_add(refused, kRelaxed);
   TaskChain stranded;
   {
     std::lock_guard lk(mu_);
     threads_ -= failed_workers;
     starting_ -= failed_workers;
-    live_os_threads_ -= failures;
+    live_os_threads_ -= failed_workers + (controller_failed ? 1 : 0);
     if (controller_failed) {
       controller_running_ = false;
       controller_armed_ = false;
     }
-    // With no thread at all, nothing could ever run what is queued: end it
+    // With no worker at all, nothing could ever run what is queued: end it
     // now with the OS error rather than leave it stranded.
     if (threads_ == 0) take_queued_locked(stranded, false);
     exit_cv_.notify_all();
   }
   end_tasks(stranded, {JoinError::Kind::kSpawnFailure, JoinError::Reason::kSpawnFailed,
                        std::error_code(last_error, std::system_category())});
-  return failures;
+  return failed_workers;
 }
 
 void Core::take_queued_locked(TaskChain& out, bool keep_mandatory) noexcept {
@@ -420,12 +438,15 @@ void Core::shutdown_background() noexcept { (void)shutdown(std::chrono::nanoseco
 bool Core::shutdown(std::chrono::nanoseconds timeout) {
   using std::chrono::steady_clock;
   const auto now = steady_clock::now();
-  const bool unlimited = timeout >= std::chrono::hours(24 * 365 * 100);
-  const auto deadline = unlimited ? steady_clock::time_point::max() : now + timeout;
+  // Saturates: a timeout beyond the clock's range waits without a limit.
+  const auto deadline = timeout >= steady_clock::time_point::max() - now
+                            ? steady_clock::time_point::max()
+                            : now + std::max(timeout, std::chrono::nanoseconds(0));
 
   TaskChain cancelled;
   TaskChain to_stop;         // running tasks, chained through next_ (unused while running)
   Worker* to_wake = nullptr;  // idle workers, chained through wake_next
+  Actions a;
   std::unique_lock lk(mu_);
   if (!shutdown_) {
     shutdown_ = true;
@@ -445,15 +466,11 @@ bool Core::shutdown(std::chrono::nanoseconds timeout) {
       w->wake_next = to_wake;
       to_wake = w;
     }
+    // Mandatory tasks still queued must run: growth goes on for them (a
+    // running task may be waiting for one).
+    if (!controller_armed_ && growth::should_watch(snapshot_locked())) arm_controller_locked(a);
     lk.unlock();
-    end_tasks(cancelled, {JoinError::Kind::kCancelled, JoinError::Reason::kShutdown, {}});
-    for (TaskBase* task = to_stop.head; task != nullptr;) {
-      TaskBase* next = task->next_;
-      task->next_ = nullptr;
-      task->request_stop();
-      task->release();
-      task = next;
-    }
+    // Wake-ups and stop requests first, tasks ended last (see core.hpp).
     while (to_wake != nullptr) {
       Worker* w = to_wake;
       to_wake = w->wake_next;
@@ -461,21 +478,41 @@ bool Core::shutdown(std::chrono::nanoseconds timeout) {
       w->release();
     }
     ctl_cv_.notify_all();
+    perform(a);
+    for (TaskBase* task = to_stop.head; task != nullptr;) {
+      TaskBase* next = task->next_;
+      task->next_ = nullptr;
+      task->request_stop();
+      task->release();
+      task = next;
+    }
+    end_tasks(cancelled, {JoinError::Kind::kCancelled, JoinError::Reason::kShutdown, {}});
     lk.lock();
   }
-  // Wait for every thread but the caller's own (a task may shut its pool down).
+  // Wait for every thread but the caller's own (a task, or the controller
+  // ending a task, may shut its pool down), then join the last to exit. Every
+  // caller reports true only once that join is done, whoever made it.
   const std::size_t self = current_pool_core() == this ? 1 : 0;
-  const bool done = exit_cv_.wait_until(lk, deadline, [&] { return live_os_threads_ <= self; });
-  bool join = false;
-  pthread_t tid{};
-  if (done && has_last_exited_ && !pthread_equal(last_exited_, pthread_self())) {
-    tid = last_exited_;
-    has_last_exited_ = false;
-    join = true;
+  const pthread_t me = pthread_self();
+  bool timed_out = false;
+  for (;;) {
+    const bool exited = live_os_threads_ <= self;
+    if (exited && has_last_exited_ && !pthread_equal(last_exited_, me)) {
+      // It has exited: joining it takes no time, even past the deadline.
+      const pthread_t tid = last_exited_;
+      has_last_exited_ = false;
+      ++joining_;
+      lk.unlock();
+      pthread_join(tid, nullptr);
+      lk.lock();
+      --joining_;
+      exit_cv_.notify_all();
+      continue;
+    }
+    if (exited && joining_ == 0) return true;
+    if (timed_out) return false;
+    timed_out = exit_cv_.wait_until(lk, deadline) == std::cv_status::timeout;
   }
-  lk.unlock();
-  if (join) pthread_join(tid, nullptr);
-  return done;
 }
 
 Metrics Core::metrics() const noexcept {

@@ -15,6 +15,21 @@
 //     destroyed) only after mu_ is released. The Actions struct collects what
 //     to do.
 //   * Nothing calls user code while holding mu_.
+//   * Tasks are ended last: a thread that ends tasks (shutdown cancelling the
+//     queue, a spawn failure, an abort) does so after every state change and
+//     every wake-up, stop request and thread start it decided on. Ending a
+//     task runs code of the user's (a continuation resumes a coroutine, a
+//     callable's or result's destructor runs), and that code may call back
+//     into the pool: shut it down again, wait for another task, spawn. It
+//     must find the pool in its final state for the step, with every thread
+//     that should run already told to.
+//   * The growth controller exists whenever the pool has a worker: it is
+//     created before the first worker (Actions::start_controller goes with
+//     start_workers when threads_ goes from 0), and exits only once the last
+//     worker has. So a thread creation refused while workers run is always
+//     retried, by the controller, with its backoff; a pool whose controller
+//     cannot be created has no worker, and its queued tasks end as spawn
+//     failures.
 //   * Clock::now() may be called under mu_; ManualClock::advance() calls
 //     on_time_advanced(), which takes mu_, while holding the clock's own
 //     mutex: so the pool never calls add/remove_observer under mu_.
@@ -79,7 +94,7 @@ struct Worker {
   // How many idle spells in a row were shorter than growth::kSpinWindow (up
   // to growth::kStreamGaps). Touched only by the worker's own thread.
   unsigned short_gaps = 0;
-  // Written and read only by the (single) thread that performs shutdown, to
+  // Written and read only by the thread that begins shutdown (once), to
   // chain the workers it wakes after releasing mu_.
   Worker* wake_next = nullptr;
 };
@@ -231,6 +246,10 @@ class Core final : public std::enable_shared_from_this<Core>, private Clock::Obs
   // measures the OS scheduler, not the pool's timers.
   std::chrono::steady_clock::time_point hand_off_at_ BLOCKPOOL_GUARDED_BY(mu_){};
   bool shutdown_ BLOCKPOOL_GUARDED_BY(mu_) = false;
+  // shutdown() callers that have taken the last exited thread off the join
+  // chain and are joining it: the others wait for them before they report
+  // every thread joined.
+  std::size_t joining_ BLOCKPOOL_GUARDED_BY(mu_) = 0;
   bool controller_armed_ BLOCKPOOL_GUARDED_BY(mu_) = false;
   int last_spawn_cpu_ BLOCKPOOL_GUARDED_BY(mu_) = -1;  // CPU of the latest spawn, -1 if unknown
   Worker* idle_head_ BLOCKPOOL_GUARDED_BY(mu_) = nullptr;  // most recently idle first

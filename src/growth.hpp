@@ -14,9 +14,6 @@
 //     stalled interval (never more than the queued tasks need, never past the
 //     cap), so a burst of 256 blocking tasks is spread over 256 threads within
 //     a few milliseconds, while a false alarm costs at most a doubling.
-//   * When one step covers the whole backlog, the controller thread becomes
-//     the last new worker itself (and a later stall starts a new controller),
-//     so a burst of N blocking tasks ends with N threads, not N + 1.
 //   * A stall is believed at once if the controller itself woke on time and
 //     the process did not keep the CPUs busy over the interval: when it wakes
 //     late or the CPUs are saturated, the workers are more likely preempted
@@ -172,14 +169,6 @@ inline bool cpus_saturated(std::chrono::nanoseconds process_cpu, std::chrono::na
 // (the workers are blocked, not preempted); otherwise only once it persisted.
 inline bool believe_stall(bool on_time, bool saturated, unsigned stalls_in_a_row) {
   return (on_time && !saturated) || stalls_in_a_row >= kLateStallChecks;
-}
-
-// After deciding to add `n` threads: does this step cover every queued task
-// not already covered by a starting thread? Then the controller thread turns
-// into the last of the `n` workers instead of creating it (worker.cpp), and
-// the pool ends the step with no thread beyond the ones the work needs.
-inline bool controller_becomes_worker(const Snapshot& s, std::size_t n) {
-  return n > 0 && s.queued > s.starting && n == s.queued - s.starting;
 }
 
 // Whether a check that was due after `interval` but happened after `elapsed`

@@ -49,8 +49,7 @@ std::chrono::nanoseconds process_cpu_time() noexcept {
 // The controller asks for 1 us while it watches (its checks are few: at most
 // one per interval, only while work is queued). A thread inherits its
 // creator's slack, so the original is put back while the controller creates
-// workers, and when it becomes one: tasks never run with a slack the
-// application did not choose. Measured: burst of 256 x 20 ms, 31.0 -> 29.4 ms.
+// workers: tasks never run with a slack the application did not choose. Measured: burst of 256 x 20 ms, 31.0 -> 29.4 ms.
 class ControllerTimerSlack {
  public:
   ControllerTimerSlack() noexcept : original_(prctl(PR_GET_TIMERSLACK, 0UL, 0UL, 0UL, 0UL)) { fine(); }
@@ -138,7 +137,11 @@ void Core::run_worker(Worker* w) noexcept {
       if (finished != nullptr) finished->release();
       const std::uint32_t outcome = t->ops_->run(t);
       // release: see Core::metrics() (ended counts never exceed spawned).
-      (outcome == kCompleted ? shard.completed : shard.failed).fetch_add(1, std::memory_order_release);
+      if (outcome == kCancelled) {
+        m_.cancelled.fetch_add(1, std::memory_order_release);  // dropped unrun (see TaskBase::Ops)
+      } else {
+        (outcome == kCompleted ? shard.completed : shard.failed).fetch_add(1, std::memory_order_release);
+      }
       if (published) {
         t->finish(outcome);
       } else if (t->sole_owner() && !t->hands_off()) {
@@ -261,11 +264,8 @@ void Core::run_worker(Worker* w) noexcept {
   if (queue_depth() > 0 && idle_count_ == 0) {
     const growth::Snapshot s = snapshot_locked();
     if (growth::spawn_must_start_thread(s)) {
-      ++threads_;
-      ++starting_;
-      ++live_os_threads_;
-      a.start_workers = 1;
-    } else if (!shutdown_ && !controller_armed_ && growth::should_watch(s)) {
+      reserve_first_worker_locked(a);
+    } else if (!controller_armed_ && growth::should_watch(s)) {
       arm_controller_locked(a);
     }
   }
@@ -279,6 +279,9 @@ void Core::run_worker(Worker* w) noexcept {
 }
 
 void Core::run_controller() noexcept {
+  // A task the controller ends (a spawn failure) may shut the pool down from
+  // here: shutdown must not wait for this thread.
+  set_current_pool_core(this);
   set_current_thread_name(suffixed_thread_name(config_.thread_name, "-ctl"));
   ControllerTimerSlack slack;
   using std::chrono::steady_clock;
@@ -286,9 +289,16 @@ void Core::run_controller() noexcept {
   std::chrono::microseconds interval = growth::grace_for(steady_clock::now() - last_stall_);
   std::chrono::microseconds backoff{0};
   unsigned stalls_in_a_row = 0;
-  while (!shutdown_) {
+  // Work is left to grow for while the pool runs, and during shutdown while
+  // mandatory tasks are queued (spawns are refused then: the queue only
+  // shrinks).
+  auto nothing_to_grow_for = [&] { return shutdown_ && queue_depth() == 0; };
+  for (;;) {
+    if (nothing_to_grow_for()) break;
     if (!controller_armed_) {
-      if (threads_ == 0) break;  // nothing to watch; a later spawn starts us again
+      // Exits with the last worker (see core.hpp); the next first worker
+      // brings a new controller.
+      if (threads_ == 0) break;
       ctl_cv_.wait(lk);
       interval = std::max(growth::grace_for(steady_clock::now() - last_stall_), backoff);
       continue;
@@ -298,8 +308,8 @@ void Core::run_controller() noexcept {
     const auto began = steady_clock::now();
     const std::chrono::nanoseconds cpu_began = process_cpu_time();
     const auto until = began + interval;
-    while (!shutdown_ && steady_clock::now() < until) ctl_cv_.wait_until(lk, until);
-    if (shutdown_) break;
+    while (!nothing_to_grow_for() && steady_clock::now() < until) ctl_cv_.wait_until(lk, until);
+    if (nothing_to_grow_for()) break;
     const auto woke = steady_clock::now();
     const auto elapsed = woke - began;
     const bool on_time = growth::woke_on_time(elapsed, interval);
@@ -334,24 +344,6 @@ void Core::run_controller() noexcept {
       last_stall_ = woke;
       interval = std::max(growth::kShortGrace, backoff);
     }
-    if (!progressed && growth::controller_becomes_worker(s, n)) {
-      // This step covers the whole backlog: rather than create the n-th
-      // thread, this thread becomes it, so a burst ends with as many threads
-      // as tasks and no controller. A later stall starts a new controller.
-      auto* w = new (std::nothrow) Worker(shared_from_this(), next_index_.fetch_add(1, kRelaxed));
-      if (w != nullptr) {
-        threads_ += n;
-        starting_ += n;
-        live_os_threads_ += n - 1;  // this OS thread is already counted
-        controller_running_ = false;
-        controller_armed_ = false;
-        lk.unlock();
-        slack.restore();  // for the workers it creates, and for itself as one
-        start_threads(n - 1, false);
-        run_worker(w);  // exits the pool like any worker
-        return;
-      }
-    }
     threads_ += n;
     starting_ += n;
     live_os_threads_ += n;
@@ -376,6 +368,7 @@ void Core::run_controller() noexcept {
   exit_cv_.notify_all();
   lk.unlock();
   if (a.has_join) pthread_join(a.join, nullptr);
+  set_current_pool_core(nullptr);
 }
 
 }  // namespace blockpool::detail

@@ -15,6 +15,7 @@ set(BLOCKPOOL_CORE_TESTS
   exactly_once
   coroutine
   wake
+  reentrancy
   signal
   duration
 )

@@ -129,7 +129,8 @@ TEST(FaultThreadCreation, LaterThreadsRefused) {
   blockpool::Pool pool = blockpool::Builder{}
                              .max_threads(4)
                              .thread_creation_fault_for_testing([&](std::uint64_t attempt) {
-                               return attempt > 0 && refuse.load() ? EAGAIN : 0;
+                               // Attempts 0 and 1: the controller and the first worker.
+                               return attempt > 1 && refuse.load() ? EAGAIN : 0;
                              })
                              .build();
   refuse.store(true);

@@ -140,16 +140,6 @@ TEST(GrowthPolicy, ShortGraceOnlyShortlyAfterAStall) {
   EXPECT_EQ(next_interval(kShortGrace, true, kShortGrace), kShortGrace * 2);
 }
 
-TEST(GrowthPolicy, ControllerBecomesTheLastWorkerOnlyWhenAStepCoversTheBacklog) {
-  using blockpool::detail::growth::controller_becomes_worker;
-  EXPECT_TRUE(controller_becomes_worker(snap(128, 128, 0, 0, 512), 128));  // burst: last doubling
-  EXPECT_TRUE(controller_becomes_worker(snap(1, 10, 0, 0, 512), 1));       // one task behind blocked ones
-  EXPECT_FALSE(controller_becomes_worker(snap(200, 64, 0, 0, 512), 64));   // more steps to come
-  EXPECT_FALSE(controller_becomes_worker(snap(6, 8, 2, 0, 512), 3));       // 4 uncovered, adds 3
-  EXPECT_TRUE(controller_becomes_worker(snap(6, 8, 2, 0, 512), 4));
-  EXPECT_FALSE(controller_becomes_worker(snap(3, 8, 3, 0, 512), 0));       // nothing to add
-}
-
 TEST(GrowthPolicy, HandOffTrustedUntilItOutlivesTheTrustPeriod) {
   using std::chrono::steady_clock;
   const steady_clock::time_point t0{std::chrono::seconds(100)};

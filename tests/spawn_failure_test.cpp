@@ -105,12 +105,13 @@ TEST(SpawnFailure, PoolRecoversWhenFaultGoesAway) {
 }
 
 TEST(SpawnFailure, WithLiveThreadTasksWaitAndComplete) {
-  // The first thread is created; every later creation fails. Queued tasks
-  // must not fail: they wait for the live thread.
+  // The pool's first two threads are created (its growth controller, then
+  // its first worker); every later creation fails. Queued tasks must not
+  // fail: they wait for the live worker.
   blockpool::Pool pool = blockpool::Builder{}
                              .max_threads(8)
                              .thread_creation_fault_for_testing(
-                                 [](std::uint64_t attempt) { return attempt == 0 ? 0 : EAGAIN; })
+                                 [](std::uint64_t attempt) { return attempt <= 1 ? 0 : EAGAIN; })
                              .build();
   Gate gate;
   std::latch started{1};
@@ -172,5 +173,57 @@ TEST(SpawnFailure, ShutdownAfterFailuresIsClean) {
       blockpool::Builder{}.thread_creation_fault_for_testing([](std::uint64_t) { return EAGAIN; }).build();
   auto h = pool.spawn_mandatory_blocking([] {});
   EXPECT_TRUE(bptest::get_join_error(h).is_spawn_failure());
+  EXPECT_TRUE(pool.shutdown(bptest::kLongWait));
+}
+
+// The growth controller exists whenever the pool has a worker: it is created
+// first, and a worker never runs without it. So refusing it leaves no worker
+// (the task fails as a spawn failure, like any pool that gets no thread), and
+// the next spawn creates both.
+TEST(SpawnFailure, RefusedControllerMeansNoWorkerAndIsRetriedByTheNextSpawn) {
+  std::atomic<int> refusals_left{1};
+  blockpool::Pool pool = blockpool::Builder{}
+                             .thread_creation_fault_for_testing([&](std::uint64_t) {
+                               return refusals_left.fetch_sub(1) > 0 ? EAGAIN : 0;
+                             })
+                             .build();
+  auto first = pool.spawn_blocking([] { return 1; });
+  EXPECT_TRUE(bptest::get_join_error(first).is_spawn_failure());
+  EXPECT_EQ(pool.metrics().threads_started, 0u) << "no worker may start without the controller";
+  EXPECT_EQ(pool.metrics().spawn_failures, 1u);
+  // Nested: a running task waits for a task it queued; the controller grows
+  // the pool for it.
+  auto outer = pool.spawn_blocking([&] {
+    auto inner = pool.spawn_blocking([] { return 2; });
+    return inner.wait_for(bptest::kLongWait) ? inner.get() : -1;
+  });
+  EXPECT_EQ(outer.get(), 2);
+  EXPECT_TRUE(pool.shutdown(bptest::kLongWait));
+}
+
+// A running task waits for a task it queued while the OS refuses new threads
+// for a while (the shape of tokio-rs/tokio #8406, transient): the controller
+// retries with its backoff, without any other event, until a thread is
+// created and the queued task runs.
+TEST(SpawnFailure, RefusedGrowthIsRetriedWithBackoffWhileATaskWaits) {
+  std::atomic<bool> refuse{false};
+  std::atomic<int> refused{0};
+  blockpool::Pool pool = blockpool::Builder{}
+                             .thread_creation_fault_for_testing([&](std::uint64_t) {
+                               if (!refuse.load()) return 0;
+                               // Refuse three attempts in a row, then accept.
+                               return refused.fetch_add(1) < 3 ? EAGAIN : 0;
+                             })
+                             .build();
+  EXPECT_EQ(pool.spawn_blocking([] { return 0; }).get(), 0);  // controller + first worker
+  refuse = true;
+  auto outer = pool.spawn_blocking([&] {
+    auto inner = pool.spawn_blocking([] { return 3; });
+    // Nobody spawns or ends anything while we wait: only the controller's
+    // retries can give `inner` a thread.
+    return inner.wait_for(bptest::kLongWait) ? inner.get() : -1;
+  });
+  EXPECT_EQ(outer.get(), 3);
+  EXPECT_GE(pool.metrics().spawn_failures, 3u);
   EXPECT_TRUE(pool.shutdown(bptest::kLongWait));
 }

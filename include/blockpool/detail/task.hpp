@@ -97,7 +97,10 @@ class TaskBase {
  public:
   struct Ops {
     // Runs the callable once and stores its value or exception; destroys the
-    // callable. Returns kCompleted or kFailed. Never throws.
+    // callable. Returns kCompleted or kFailed; or kCancelled when an adapter
+    // finds that nobody can receive the result any more (an Asio operation
+    // whose execution context is gone): the callable was then destroyed
+    // unrun and an error stored. Never throws.
     std::uint32_t (*run)(TaskBase* self) noexcept;
     // Destroys the callable without running it and stores `error`.
     void (*drop)(TaskBase* self, const JoinErrorInfo& error) noexcept;
