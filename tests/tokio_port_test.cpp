@@ -56,6 +56,7 @@
 //
 // Some tests are expected to FAIL on today's code (see "Expected to fail" in
 // the test's comment); each turns a would-be hang into a bounded-wait failure.
+#include <dirent.h>
 #include <fcntl.h>
 #include <grp.h>
 #include <pthread.h>
@@ -71,13 +72,10 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <dirent.h>
-#include <fstream>
 #include <latch>
 #include <memory>
 #include <mutex>
 #include <optional>
-#include <set>
 #include <sstream>
 #include <stdexcept>
 #include <stop_token>
@@ -217,6 +215,34 @@ class Chan {
   bool closed_ = false;
 };
 
+// Busy-waits for about `n` short steps: jitter that shifts which side of a
+// race gets there first (never used to wait for an event).
+void spin(int n) {
+  std::atomic<int> steps{0};
+  for (int k = 0; k < n; ++k) steps.fetch_add(1, std::memory_order_relaxed);
+}
+
+// A start line for two threads that both spin (yielding) until both are
+// there, so both are running when the race starts: a blocking latch would
+// hand the race to whichever thread does not need waking.
+class SpinStart {
+ public:
+  void arrive_and_wait() {
+    arrived_.fetch_add(1);
+    while (arrived_.load() < 2) std::this_thread::yield();
+  }
+
+ private:
+  std::atomic<int> arrived_{0};
+};
+
+// A per-round jitter for a two-sided race: a third of the rounds delay side
+// A, a third side B, a third neither, by varying amounts.
+int jitter_for(int round, int side) {
+  const int amount = 16 << ((round / 3) % 13);  // 16 .. 65536 steps (~0.1 to ~300 us)
+  return round % 3 == side ? amount : 0;
+}
+
 // Blocks on the stop token until shutdown (or abort) triggers it: Tokio's
 // "never-ending future" for a pool whose tasks are blocking calls.
 void block_until_stop(std::stop_token st) {
@@ -308,13 +334,16 @@ TEST(TokioLoomBlocking, SpawnMandatoryBlockingRunsEvenWhenShuttingDownFromOtherT
     std::optional<blockpool::Pool> pool;
     pool.emplace(blockpool::Builder{}.build());
     blockpool::Handle h = pool->handle();
-    std::latch go{2};
+    SpinStart go;
+    const int round = r.index();
     std::thread dropper([&] {
       go.arrive_and_wait();
+      spin(jitter_for(round, 0));
       pool.reset();
     });
     std::atomic<bool> ran{false};
     go.arrive_and_wait();
+    spin(jitter_for(round, 1));
     auto jh = h.spawn_mandatory_blocking([&ran] {
       ran = true;
       return 5;
@@ -416,6 +445,8 @@ TEST(TokioLoomBlocking, SpawnBlockingAtThreadCapRuns) {
 // or spawned after). Its callable is destroyed either way.
 TEST(TokioLoomBlocking, SpawnBlockingRacingShutdownResolves) {
   Rounds r(300, kRaceBudget);
+  int ran_count = 0;
+  int cancelled_count = 0;
   while (r.next()) {
     std::optional<blockpool::Pool> pool;
     pool.emplace(blockpool::Builder{}.max_threads(r.index() % 2 == 0 ? 512 : 1).build());
@@ -423,16 +454,19 @@ TEST(TokioLoomBlocking, SpawnBlockingRacingShutdownResolves) {
     if (r.index() % 3 == 0) (void)pool->spawn_blocking([] {});  // sometimes a thread exists already
     auto token = std::make_shared<int>(0);
     std::atomic<bool> ran{false};
-    std::latch go{2};
+    SpinStart go;
     blockpool::JoinHandle<int> jh;
+    const int round = r.index();
     std::thread submitter([&] {
       go.arrive_and_wait();
+      spin(jitter_for(round, 0));
       jh = h.spawn_blocking([&ran, token] {
         ran = true;
         return 3;
       });
     });
     go.arrive_and_wait();
+    spin(jitter_for(round, 1));
     pool.reset();
     submitter.join();
     ASSERT_TRUE(jh.valid());
@@ -441,8 +475,10 @@ TEST(TokioLoomBlocking, SpawnBlockingRacingShutdownResolves) {
     std::optional<JoinError> err;
     const End end = classify(jh, &err);
     if (end == End::kValue) {
+      ++ran_count;
       ASSERT_TRUE(ran.load());
     } else {
+      ++cancelled_count;
       ASSERT_EQ(end, End::kCancelled) << "round " << r.index();
       ASSERT_FALSE(ran.load());
     }
@@ -451,6 +487,8 @@ TEST(TokioLoomBlocking, SpawnBlockingRacingShutdownResolves) {
     ASSERT_EQ(m.threads, 0u);
     ASSERT_TRUE(bptest::quiet_and_balanced(m));
   }
+  RecordProperty("ran", ran_count);
+  RecordProperty("cancelled", cancelled_count);
 }
 
 // ===========================================================================
@@ -852,6 +890,10 @@ TEST(TokioRtHandleBlockOn, SpawnBlockingAfterShutdownFails) {
 // opened once shutdown has visibly begun (a probe queued behind it is
 // cancelled). Also with a stop-token task: the token fires, the task still
 // decides its own end and returns a value.
+// Differs (B50): in Tokio a thread that finishes its task after shutdown
+// began may still pop and run a queued task; here the probe, queued when
+// shutdown began, is cancelled at once (kShutdown) and never runs, although
+// two threads become free right after.
 TEST(TokioRtHandleBlockOn, SpawnBlockingStartedBeforeShutdownContinues) {
   blockpool::Pool pool = blockpool::Builder{}.max_threads(2).build();
   blockpool::Handle h = pool.handle();
@@ -869,7 +911,8 @@ TEST(TokioRtHandleBlockOn, SpawnBlockingStartedBeforeShutdownContinues) {
     return 2;
   });
   started.wait();
-  auto probe = h.spawn_blocking([] {});  // both threads busy, cap 2: queued
+  std::atomic<bool> probe_ran{false};
+  auto probe = h.spawn_blocking([&] { probe_ran = true; });  // both threads busy, cap 2: queued
   std::atomic<bool> returned{false};
   std::atomic<bool> result{false};
   std::thread shutter([&] {
@@ -877,7 +920,9 @@ TEST(TokioRtHandleBlockOn, SpawnBlockingStartedBeforeShutdownContinues) {
     returned = true;
   });
   ASSERT_TRUE(probe.wait_for(kLongWait));
-  EXPECT_TRUE(bptest::get_join_error(probe).is_cancelled());
+  const JoinError probe_error = bptest::get_join_error(probe);
+  EXPECT_TRUE(probe_error.is_cancelled());
+  EXPECT_EQ(probe_error.reason(), JoinError::Reason::kShutdown);
   EXPECT_FALSE(plain.is_finished());
   EXPECT_FALSE(stoppable.is_finished());
   EXPECT_FALSE(returned.load());
@@ -885,6 +930,10 @@ TEST(TokioRtHandleBlockOn, SpawnBlockingStartedBeforeShutdownContinues) {
   shutter.join();
   EXPECT_TRUE(result.load());
   EXPECT_EQ(plain.get() + stoppable.get(), 42);
+  EXPECT_FALSE(probe_ran.load());
+  const auto m = pool.metrics();
+  EXPECT_EQ(m.completed, 2u);
+  EXPECT_EQ(m.cancelled, 1u);
 }
 
 // ===========================================================================
@@ -1035,13 +1084,49 @@ TEST(TokioIssue8406, RefusedControllerCreationStillRunsNestedTask) {
                              })
                              .build();
   blockpool::Handle h = pool.handle();
-  auto outer = pool.spawn_blocking([h] { return run_nested(h, 5s); });
+  auto outer = pool.spawn_blocking([h] { return run_nested(h, 3s); });
   ASSERT_TRUE(outer.wait_for(kLongWait));
   EXPECT_EQ(outer.get(), "ran");
   const auto m = pool.metrics();
   EXPECT_EQ(refused.load(), 1) << "the refused attempt was not made: creation order changed?";
   EXPECT_GE(m.spawn_failures, 1u);
   EXPECT_EQ(m.failed, 0u) << "a live thread existed: no task may end as a spawn failure";
+  EXPECT_TRUE(pool.shutdown(kLongWait));
+}
+
+// Same origin and expectation, the other path that starts the controller: the
+// pool's one worker is idle; a task X and then a task Y are spawned from
+// outside the pool, and X waits for Y. The controller is armed either by the
+// worker that pops X with Y queued behind it (passing the baton, worker.cpp)
+// or by Y's spawn once X runs; either way its creation is attempt 1 (attempt 0
+// started the worker), and it is refused. Y must still run.
+// Expected to FAIL on today's code, for the same reason as above.
+TEST(TokioIssue8406, RefusedControllerWhileRunningTaskWaitsForQueuedOne) {
+  std::atomic<int> refused{0};
+  blockpool::Pool pool = blockpool::Builder{}
+                             .keep_alive(1h)
+                             .thread_creation_fault_for_testing([&](std::uint64_t attempt) {
+                               if (attempt != 1) return 0;
+                               refused++;
+                               return EAGAIN;
+                             })
+                             .build();
+  pool.spawn_blocking([] {}).get();
+  ASSERT_TRUE(wait_until([&] { return pool.metrics().idle_threads == 1; }));
+  blockpool::JoinHandle<int> y;
+  std::latch y_spawned{1};
+  auto x = pool.spawn_blocking([&] {
+    y_spawned.wait();
+    return y.wait_for(3s) ? std::string("ran") : std::string("Y never ran (still queued after the bound)");
+  });
+  y = pool.spawn_blocking([] { return 7; });
+  y_spawned.count_down();
+  ASSERT_TRUE(x.wait_for(kLongWait));
+  EXPECT_EQ(x.get(), "ran");
+  ASSERT_TRUE(y.wait_for(kLongWait));
+  EXPECT_EQ(y.get(), 7);
+  EXPECT_EQ(refused.load(), 1) << "the refused attempt was not made: creation order changed?";
+  EXPECT_EQ(pool.metrics().failed, 0u);
   EXPECT_TRUE(pool.shutdown(kLongWait));
 }
 
@@ -1077,17 +1162,7 @@ TEST(TokioIssue8406, RefusedGrowthWorkerIsRetried) {
   EXPECT_TRUE(pool.shutdown(kLongWait));
 }
 
-// Same origin, the OS's own refusal (the test the Tokio maintainers asked for
-// in #8406): in a child process, dropped from root to nobody (65534) so the
-// limit applies, RLIMIT_NPROC is set so that exactly one more thread may be
-// created. The pool's first worker takes it; its task spawns another and
-// waits; the controller's creation is refused with EAGAIN by the OS. Once
-// metrics().spawn_failures shows the refusal, the child raises the soft limit
-// again, and the inner task must run (contract above). The child reports by
-// exit code; the parent waits for it with a 60 s bound and kills it on
-// timeout. Skipped (with the reason) where RLIMIT_NPROC cannot be made
-// effective, e.g. not root and the uid's thread count is privileged or moving.
-// Expected to FAIL on today's code, like RefusedControllerCreationStillRunsNestedTask.
+// The child side of the RLIMIT_NPROC test below.
 namespace {
 
 constexpr const char* kChildEnv = "BLOCKPOOL_TOKIO_PORT_8406_CHILD";
@@ -1106,23 +1181,34 @@ int own_task_count() {
   return n;
 }
 
+// Whether the thread with kernel id `tid` still exists (is still counted
+// against RLIMIT_NPROC: the kernel uncounts a thread before its /proc entry goes).
+bool task_exists(pid_t tid) {
+  const std::string path = "/proc/self/task/" + std::to_string(tid);
+  return ::access(path.c_str(), F_OK) == 0;
+}
+
 [[noreturn]] void child_exit(int fd, int code, const std::string& msg) {
   if (fd >= 0) (void)!::write(fd, msg.data(), msg.size());
   std::fprintf(stderr, "[8406 child] %s\n", msg.c_str());
   ::_exit(code);
 }
 
-void* noop_thread(void*) { return nullptr; }
+void* record_tid_thread(void* out) {
+  *static_cast<pid_t*>(out) = ::gettid();
+  return nullptr;
+}
 
 // Creates and joins a thread under the current limits; returns the errno of
-// pthread_create (0: created). Waits until the thread has left the kernel's
-// count (its /proc entry is gone) before returning.
-int probe_thread(int baseline_tasks) {
+// pthread_create (0: created). Returns once that thread has left the kernel's
+// count (its /proc entry is gone), so the next creation sees the same count.
+int probe_thread() {
   pthread_t t;
-  const int err = pthread_create(&t, nullptr, &noop_thread, nullptr);
+  pid_t tid = 0;
+  const int err = pthread_create(&t, nullptr, &record_tid_thread, &tid);
   if (err != 0) return err;
   pthread_join(t, nullptr);
-  (void)wait_until([&] { return own_task_count() <= baseline_tasks; }, 10s);
+  (void)wait_until([&] { return !task_exists(tid); }, 10s);
   return 0;
 }
 
@@ -1146,16 +1232,14 @@ int probe_thread(int baseline_tasks) {
   // pthread_create), then find the smallest soft limit under which one thread
   // can be created: the uid's task count + 1. A limit one lower must refuse,
   // or the limit does not apply to us (privileged).
-  const int baseline = own_task_count();
-  if (probe_thread(baseline) != 0) child_exit(fd, kChildSkip, "cannot create a thread at all");
-  const int base_tasks = own_task_count();
+  if (probe_thread() != 0) child_exit(fd, kChildSkip, "cannot create a thread at all");
   const rlim_t cap = orig.rlim_cur == RLIM_INFINITY ? 1 << 20 : orig.rlim_cur;
   rlim_t allow_one = 0;
   for (rlim_t l = 1; l <= std::min<rlim_t>(cap, 1 << 16); ++l) {
     rlimit lim = orig;
     lim.rlim_cur = l;
     if (::setrlimit(RLIMIT_NPROC, &lim) != 0) child_exit(fd, kChildSkip, "setrlimit(RLIMIT_NPROC) failed");
-    const int err = probe_thread(base_tasks);
+    const int err = probe_thread();
     if (err == 0) {
       allow_one = l;
       break;
@@ -1171,45 +1255,87 @@ int probe_thread(int baseline_tasks) {
     rlimit lim = orig;
     lim.rlim_cur = allow_one - 1;
     (void)::setrlimit(RLIMIT_NPROC, &lim);
-    if (probe_thread(base_tasks) == 0)
+    if (probe_thread() == 0)
       child_exit(fd, kChildSkip, info.str() + ", but the uid's task count is moving under us");
     lim.rlim_cur = allow_one;
     (void)::setrlimit(RLIMIT_NPROC, &lim);
   }
 
-  auto* pool = new blockpool::Pool(blockpool::Builder{}.build());  // leaked: _exit below
-  blockpool::Handle h = pool->handle();
-  auto outer = pool->spawn_blocking([h] { return run_nested(h, 10s); });
-  // Wait for the OS's refusal, as the pool counts it, then lift the limit.
-  const bool refused = wait_until([&] { return h.metrics().spawn_failures >= 1 || outer.is_finished(); }, 20s);
-  const auto m0 = h.metrics();
-  if (::setrlimit(RLIMIT_NPROC, &orig) != 0) child_exit(fd, kChildFail, info.str() + ": cannot raise the limit again");
-  if (!refused) child_exit(fd, kChildFail, info.str() + ": no refusal and no progress within 20 s");
-  if (m0.spawn_failures == 0) {
-    // Ended without any refusal: the limit did not bite after all.
-    child_exit(fd, kChildSkip, info.str() + ", but the pool never met a refusal (threads_started=" +
-                                   std::to_string(m0.threads_started) + ")");
+  // Allow `extra` more threads, starting with one: what the pool needs to
+  // start the outer task. A pool that needs more than one thread for that
+  // (say, a controller started with the first worker) must fail the outer
+  // task with a spawn failure while no worker is live (contract); then try
+  // again with one more allowed thread.
+  for (rlim_t extra = 1; extra <= 3; ++extra) {
+    rlimit lim = orig;
+    lim.rlim_cur = allow_one - 1 + extra;
+    (void)::setrlimit(RLIMIT_NPROC, &lim);
+    const int tasks_before = own_task_count();
+    auto* pool = new blockpool::Pool(blockpool::Builder{}.build());  // leaked if we exit early
+    blockpool::Handle h = pool->handle();
+    std::atomic<bool> outer_started{false};
+    auto outer = pool->spawn_blocking([h, &outer_started] {
+      outer_started = true;
+      return run_nested(h, 5s);
+    });
+    if (!wait_until([&] { return outer_started.load() || outer.is_finished(); }, 20s))
+      child_exit(fd, kChildFail, info.str() + ": the outer task neither started nor ended within 20 s");
+    if (!outer_started.load()) {
+      // No thread could be started for it: with no live worker the contract
+      // is a spawn-failure JoinError, never a hang or another error.
+      std::optional<JoinError> err;
+      if (classify(outer, &err) != End::kSpawnFailure)
+        child_exit(fd, kChildFail, info.str() + ": the outer task never started and did not end as a spawn failure");
+      (void)::setrlimit(RLIMIT_NPROC, &orig);
+      if (!pool->shutdown(20s)) child_exit(fd, kChildFail, info.str() + ": shutdown after a spawn failure hung");
+      delete pool;
+      (void)wait_until([&] { return own_task_count() <= tasks_before; }, 10s);
+      info << "; with " << extra << " more thread(s) allowed the outer task failed to spawn (" << err->what() << ")";
+      continue;
+    }
+    // Wait for the OS's refusal, as the pool counts it, then lift the limit.
+    const bool refused = wait_until([&] { return h.metrics().spawn_failures >= 1 || outer.is_finished(); }, 20s);
+    const auto m0 = h.metrics();
+    if (::setrlimit(RLIMIT_NPROC, &orig) != 0)
+      child_exit(fd, kChildFail, info.str() + ": cannot raise the limit again");
+    if (!refused) child_exit(fd, kChildFail, info.str() + ": no refusal and no progress within 20 s");
+    if (m0.spawn_failures == 0) {
+      // The inner task ran without any refusal: the limit did not bite.
+      child_exit(fd, kChildSkip, info.str() + ", but the pool never met a refusal (threads_started=" +
+                                     std::to_string(m0.threads_started) + ")");
+    }
+    if (!outer.wait_for(30s)) child_exit(fd, kChildFail, info.str() + ": the outer task never ended");
+    std::string got;
+    try {
+      got = outer.get();
+    } catch (const std::exception& e) {
+      got = std::string("outer task threw: ") + e.what();
+    }
+    const auto m = h.metrics();
+    std::ostringstream out;
+    out << info.str() << "; spawn_failures=" << m.spawn_failures << " threads=" << m.threads
+        << " queued=" << m.queue_depth << " failed=" << m.failed << "; outcome: " << got;
+    child_exit(fd, got == "ran" ? kChildPass : kChildFail, out.str());
   }
-  if (m0.threads_started == 0 && outer.is_finished()) {
-    // The first worker itself was refused (the uid's count grew meanwhile).
-    child_exit(fd, kChildSkip, info.str() + ", but even the first worker was refused");
-  }
-  if (!outer.wait_for(30s)) child_exit(fd, kChildFail, info.str() + ": the outer task never ended");
-  std::string got;
-  try {
-    got = outer.get();
-  } catch (const std::exception& e) {
-    got = std::string("outer task threw: ") + e.what();
-  }
-  const auto m = h.metrics();
-  std::ostringstream out;
-  out << info.str() << "; spawn_failures=" << m.spawn_failures << " threads=" << m.threads
-      << " queued=" << m.queue_depth << " failed=" << m.failed << "; outcome: " << got;
-  child_exit(fd, got == "ran" ? kChildPass : kChildFail, out.str());
+  child_exit(fd, kChildSkip, info.str() + "; the outer task never got a thread");
 }
 
 }  // namespace
 
+// Same origin, the OS's own refusal (the test the Tokio maintainers asked for
+// in #8406): in a child process, dropped from root to nobody (65534) so the
+// limit applies, RLIMIT_NPROC is set so that exactly one more thread may be
+// created. The pool's first worker takes it; its task spawns another and
+// waits; the controller's creation is refused with EAGAIN by the OS. Once
+// metrics().spawn_failures shows the refusal, the child raises the soft limit
+// again, and the inner task must run (contract above). The child reports by
+// exit code; the parent waits for it with a 60 s bound and kills it on
+// timeout. Skipped (with the reason) where RLIMIT_NPROC cannot be made
+// effective, e.g. not root and the uid's thread count is privileged or moving.
+// Should a future pool need more than one thread to start the outer task, the
+// child checks that the outer task then ends as a spawn failure (no live
+// worker: the contract) and retries with one more thread allowed.
+// Expected to FAIL on today's code, like RefusedControllerCreationStillRunsNestedTask.
 TEST(TokioIssue8406, RlimitNprocRefusalNeverHangsAndTaskRunsOnceAllowed) {
   if (const char* fd = std::getenv(kChildEnv); fd != nullptr && *fd != '\0') run_8406_child(std::atoi(fd));
 
