@@ -1041,13 +1041,15 @@ TEST(TokioB95, MaxThreadsOneServesInFifoOrder) {
 // Tokio issue #8406 (fixed by #8408): the pool ignored EAGAIN when it counted
 // a live thread, but the only live threads could not run the task, which was
 // orphaned and its JoinHandle never resolved. Our contract
-// (docs/architecture.md, "The OS refusing a thread"; API.md JoinError): with
-// no live thread, every queued task ends with a spawn failure; with live
-// threads, tasks WAIT for them and the pool retries thread creation with a
-// backoff (1 ms doubling to 1 s). So a task that waits on a task it spawned
-// must see that task run once the OS allows threads again; a spawn-failure
-// JoinError would break that promise (a thread is live), and a hang is never
-// acceptable.
+// (docs/architecture.md, "The OS refusing a thread"; API.md JoinError): the
+// pool's growth controller is its first thread and lives as long as any
+// worker, so a worker never runs without someone to retry growth. With no
+// live worker every queued task ends with a spawn failure; with live workers
+// tasks WAIT and the controller retries thread creation with a backoff (1 ms
+// doubling to 1 s). So a task that waits on a task it spawned sees that task
+// run once the OS allows threads again, and a hang is never acceptable.
+// Differs: Tokio needs one thread to run anything; we need two (controller
+// and worker), and say so with a spawn failure rather than risk the strand.
 
 namespace {
 
@@ -1065,77 +1067,61 @@ std::string run_nested(blockpool::Handle h, std::chrono::seconds bound) {
 }  // namespace
 
 // Origin: tokio #8406 / #8408 (B19-B21), deterministic with the fault seam.
-// Attempt 0 starts the first worker (an empty pool's spawn creates it itself,
-// core.cpp submit); the outer task's spawn finds every thread busy and arms
-// the growth controller, whose creation is attempt 1 (arm_controller_locked ->
-// start_threads). Refusing it leaves a live thread (the busy worker) and a
-// queued task that only a new thread can run.
-// Expected to FAIL on today's code: start_threads() clears controller_running_
-// and controller_armed_ when the controller cannot be created and nothing ever
-// retries (only the controller retries, with its backoff, and it is not
-// there), so the inner task stays queued until the outer one gives up.
-TEST(TokioIssue8406, RefusedControllerCreationStillRunsNestedTask) {
+// Attempt 0 is the growth controller (an empty pool's spawn creates it, then
+// the first worker, attempt 1). Refusing it leaves no worker: the task ends
+// as a spawn failure at once (nothing stranded), and the next spawn creates
+// both threads; a nested task then gets its thread from the controller.
+TEST(TokioIssue8406, RefusedControllerCreationIsASpawnFailureNeverAStrand) {
   std::atomic<int> refused{0};
   blockpool::Pool pool = blockpool::Builder{}
                              .thread_creation_fault_for_testing([&](std::uint64_t attempt) {
-                               if (attempt != 1) return 0;
+                               if (attempt != 0) return 0;
                                refused++;
                                return EAGAIN;
                              })
                              .build();
   blockpool::Handle h = pool.handle();
+  auto first = pool.spawn_blocking([h] { return run_nested(h, 3s); });
+  ASSERT_TRUE(first.wait_for(kLongWait)) << "a refused controller must not strand the task";
+  std::optional<JoinError> err;
+  EXPECT_EQ(classify(first, &err), End::kSpawnFailure);
+  EXPECT_EQ(pool.metrics().threads_started, 0u) << "a worker ran without its controller";
   auto outer = pool.spawn_blocking([h] { return run_nested(h, 3s); });
   ASSERT_TRUE(outer.wait_for(kLongWait));
   EXPECT_EQ(outer.get(), "ran");
-  const auto m = pool.metrics();
   EXPECT_EQ(refused.load(), 1) << "the refused attempt was not made: creation order changed?";
-  EXPECT_GE(m.spawn_failures, 1u);
-  EXPECT_EQ(m.failed, 0u) << "a live thread existed: no task may end as a spawn failure";
+  EXPECT_EQ(pool.metrics().failed, 1u);
   EXPECT_TRUE(pool.shutdown(kLongWait));
 }
 
-// Same origin and expectation, the other path that starts the controller: the
-// pool's one worker is idle; a task X and then a task Y are spawned from
-// outside the pool, and X waits for Y. The controller is armed either by the
-// worker that pops X with Y queued behind it (passing the baton, worker.cpp)
-// or by Y's spawn once X runs; either way its creation is attempt 1 (attempt 0
-// started the worker), and it is refused. Y must still run.
-// Expected to FAIL on today's code, for the same reason as above.
-TEST(TokioIssue8406, RefusedControllerWhileRunningTaskWaitsForQueuedOne) {
+// Same origin: the first worker (attempt 1) is refused while the controller
+// was created: no worker, so the task ends as a spawn failure (the controller
+// leaves with the worker it never got); the next spawn starts both again.
+TEST(TokioIssue8406, RefusedFirstWorkerIsASpawnFailureAndTheNextSpawnRecovers) {
   std::atomic<int> refused{0};
   blockpool::Pool pool = blockpool::Builder{}
-                             .keep_alive(1h)
                              .thread_creation_fault_for_testing([&](std::uint64_t attempt) {
                                if (attempt != 1) return 0;
                                refused++;
                                return EAGAIN;
                              })
                              .build();
-  pool.spawn_blocking([] {}).get();
-  ASSERT_TRUE(wait_until([&] { return pool.metrics().idle_threads == 1; }));
-  blockpool::JoinHandle<int> y;
-  std::latch y_spawned{1};
-  auto x = pool.spawn_blocking([&] {
-    y_spawned.wait();
-    return y.wait_for(3s) ? std::string("ran") : std::string("Y never ran (still queued after the bound)");
-  });
-  y = pool.spawn_blocking([] { return 7; });
-  y_spawned.count_down();
-  ASSERT_TRUE(x.wait_for(kLongWait));
-  EXPECT_EQ(x.get(), "ran");
-  ASSERT_TRUE(y.wait_for(kLongWait));
-  EXPECT_EQ(y.get(), 7);
-  EXPECT_EQ(refused.load(), 1) << "the refused attempt was not made: creation order changed?";
-  EXPECT_EQ(pool.metrics().failed, 0u);
+  auto first = pool.spawn_blocking([] { return 1; });
+  ASSERT_TRUE(first.wait_for(kLongWait));
+  std::optional<JoinError> err;
+  EXPECT_EQ(classify(first, &err), End::kSpawnFailure);
+  blockpool::Handle h = pool.handle();
+  auto outer = pool.spawn_blocking([h] { return run_nested(h, 3s); });
+  ASSERT_TRUE(outer.wait_for(kLongWait));
+  EXPECT_EQ(outer.get(), "ran");
+  EXPECT_EQ(refused.load(), 1);
   EXPECT_TRUE(pool.shutdown(kLongWait));
 }
 
-// Same origin: the controller is created, but the worker it adds for a stall
-// is refused (a few times): the controller must retry with its backoff and the
-// nested tasks run. Two inner tasks are queued so that the controller adds a
-// worker rather than turning into one (worker.cpp controller_becomes_worker);
-// if it turns into one anyway (it checked between the two spawns), the later
-// refusals hit that path instead and the tasks must still run.
+// Same origin: the controller and the first worker exist; the workers the
+// controller adds for a stall are refused three times in a row while a
+// running task waits for the tasks it queued, and nothing else happens: the
+// controller must retry with its backoff, and the nested tasks run.
 TEST(TokioIssue8406, RefusedGrowthWorkerIsRetried) {
   std::atomic<int> refused{0};
   blockpool::Pool pool = blockpool::Builder{}
@@ -1158,6 +1144,7 @@ TEST(TokioIssue8406, RefusedGrowthWorkerIsRetried) {
   });
   ASSERT_TRUE(outer.wait_for(kLongWait));
   EXPECT_EQ(outer.get(), "ran");
+  EXPECT_EQ(refused.load(), 3);
   EXPECT_EQ(pool.metrics().failed, 0u);
   EXPECT_TRUE(pool.shutdown(kLongWait));
 }
@@ -1325,17 +1312,15 @@ int probe_thread() {
 // Same origin, the OS's own refusal (the test the Tokio maintainers asked for
 // in #8406): in a child process, dropped from root to nobody (65534) so the
 // limit applies, RLIMIT_NPROC is set so that exactly one more thread may be
-// created. The pool's first worker takes it; its task spawns another and
-// waits; the controller's creation is refused with EAGAIN by the OS. Once
-// metrics().spawn_failures shows the refusal, the child raises the soft limit
-// again, and the inner task must run (contract above). The child reports by
+// created; the pool needs two (its controller and a worker), so its first
+// task ends as a spawn failure (never a hang), and the child tries again with
+// one more thread allowed. Then the outer task runs, spawns another and
+// waits; the controller's attempt to add a worker is refused with EAGAIN by
+// the OS. Once metrics().spawn_failures shows the refusal, the child raises
+// the soft limit again, and the inner task must run (contract above). The child reports by
 // exit code; the parent waits for it with a 60 s bound and kills it on
 // timeout. Skipped (with the reason) where RLIMIT_NPROC cannot be made
 // effective, e.g. not root and the uid's thread count is privileged or moving.
-// Should a future pool need more than one thread to start the outer task, the
-// child checks that the outer task then ends as a spawn failure (no live
-// worker: the contract) and retries with one more thread allowed.
-// Expected to FAIL on today's code, like RefusedControllerCreationStillRunsNestedTask.
 TEST(TokioIssue8406, RlimitNprocRefusalNeverHangsAndTaskRunsOnceAllowed) {
   if (const char* fd = std::getenv(kChildEnv); fd != nullptr && *fd != '\0') run_8406_child(std::atoi(fd));
 
