@@ -54,6 +54,7 @@
 
 #include "blockpool/builder.hpp"
 #include "blockpool/clock.hpp"
+#include "blockpool/detail/spin.hpp"
 #include "blockpool/detail/task.hpp"
 #include "blockpool/metrics.hpp"
 #include "growth.hpp"
@@ -303,15 +304,6 @@ class Core final : public std::enable_shared_from_this<Core>, private Clock::Obs
   static constexpr std::size_t kRunShards = 8;
   RunShard run_shards_[kRunShards];
 };
-
-// A hint to the CPU that we are polling (lets the sibling hyperthread run).
-inline void cpu_relax() noexcept {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_ia32_pause();
-#elif defined(__aarch64__)
-  asm volatile("yield");
-#endif
-}
 
 // CPUs the calling process may run on (affinity mask), at least 1.
 std::size_t usable_cpus() noexcept;

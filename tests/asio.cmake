@@ -4,6 +4,8 @@ blockpool_add_test(asio_coro_test SOURCES asio_coro_test.cpp)
 
 if(TARGET blockpool::asio)
   blockpool_add_test(asio_adapter_test SOURCES asio_adapter_test.cpp LIBS blockpool::asio)
+  # io_contexts that die first, strands, batching that nobody can observe.
+  blockpool_add_test(asio_lifetime_test SOURCES asio_lifetime_test.cpp LIBS blockpool::asio)
 
   # examples/dirhash is built when examples are on and OpenSSL is found; the
   # examples directory is processed after this one, so test the same

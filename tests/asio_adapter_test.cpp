@@ -283,27 +283,31 @@ TEST(AsioAdapter, AssociatedAllocatorIsUsed) {
   EXPECT_EQ(counts.allocations.load(), counts.deallocations.load());
 }
 
-// On an io_context's own executor completions are batched (one drain posted
-// per batch, not per operation): the allocator serves the operation's one
-// block, which is both the pool's task and the operation state.
+// On an io_context run by one thread, completions on its own executor are
+// batched (one drain posted per batch, not per operation): the allocator
+// serves the operation's one block, which is both the pool's task and the
+// operation state. On any other io_context each completion is posted on its
+// own, and the allocator serves that post too.
 TEST(AsioAdapter, AssociatedAllocatorOnIoContextServesTheState) {
-  blockpool::Pool pool;
-  asio::io_context io;
-  AllocCounts counts;
-  bool called = false;
-  blockpool::async_spawn_blocking(
-      pool, [] { return std::string(100, 'x'); },
-      asio::bind_executor(io, asio::bind_allocator(CountingAllocator<void>(&counts),
-                                                   [&](std::exception_ptr e, std::string s) {
-                                                     EXPECT_FALSE(e);
-                                                     EXPECT_EQ(s.size(), 100u);
-                                                     called = true;
-                                                   })));
-  EXPECT_EQ(counts.allocations.load(), 1);
-  io.run();
-  EXPECT_TRUE(called);
-  EXPECT_EQ(counts.allocations.load(), 1);
-  EXPECT_EQ(counts.deallocations.load(), 1);
+  for (const bool one_thread : {true, false}) {
+    blockpool::Pool pool;
+    asio::io_context io(one_thread ? 1 : ASIO_CONCURRENCY_HINT_DEFAULT);
+    AllocCounts counts;
+    bool called = false;
+    blockpool::async_spawn_blocking(
+        pool, [] { return std::string(100, 'x'); },
+        asio::bind_executor(io, asio::bind_allocator(CountingAllocator<void>(&counts),
+                                                     [&](std::exception_ptr e, std::string s) {
+                                                       EXPECT_FALSE(e);
+                                                       EXPECT_EQ(s.size(), 100u);
+                                                       called = true;
+                                                     })));
+    EXPECT_EQ(counts.allocations.load(), 1);
+    io.run();
+    EXPECT_TRUE(called);
+    EXPECT_EQ(counts.allocations.load(), one_thread ? 1 : 2);
+    EXPECT_EQ(counts.deallocations.load(), counts.allocations.load());
+  }
 }
 
 // ---- Futures, deferred, as_tuple -----------------------------------------
@@ -645,7 +649,7 @@ bool all_handed_over(blockpool::Pool& pool, std::uint64_t n) {
 TEST(AsioAdapter, BatchedCompletionsRunOnceEachInTheOrderTasksEnded) {
   constexpr int kOps = 64;
   blockpool::Pool pool = blockpool::Builder{}.max_threads(1).build();  // tasks end in order
-  asio::io_context io;
+  asio::io_context io(1);  // one thread runs it: completions are batched
   std::vector<int> order;
   std::thread::id loop_thread;
   bool off_loop = false;
@@ -669,13 +673,13 @@ TEST(AsioAdapter, BatchedCompletionsRunOnceEachInTheOrderTasksEnded) {
 
 // A handler that spawns many operations on its own loop: past a few hundred
 // waiting completions the thread that ends a task moves what the completion
-// needs into a small node and frees the operation's block (asio.hpp,
+// needs into a small node and frees the operation's block (operation.ipp,
 // OpTask::compact). Values, move-only values, void results and exceptions
 // all arrive, once each, in the order the tasks ended.
 TEST(AsioAdapter, ALoopFarBehindStillGetsEveryCompletionOnceInOrder) {
   constexpr int kOps = 1200;  // well past the compaction threshold
   blockpool::Pool pool = blockpool::Builder{}.max_threads(1).build();  // tasks end in order
-  asio::io_context io;
+  asio::io_context io(1);  // one thread runs it: completions are batched
   std::vector<std::string> got;
   bool handed_over = false;
   asio::post(io, [&] {
@@ -733,7 +737,7 @@ TEST(AsioAdapter, ALoopFarBehindStillGetsEveryCompletionOnceInOrder) {
 TEST(AsioAdapter, ContextDestroyedWithALongBatchPendingDestroysEveryHandlerOnce) {
   constexpr int kOps = 1000;
   blockpool::Pool pool = blockpool::Builder{}.max_threads(1).build();
-  auto io = std::make_unique<asio::io_context>();
+  auto io = std::make_unique<asio::io_context>(1);  // batched
   auto token = std::make_shared<int>(0);
   int ran = 0;
   bool handed_over = false;
@@ -756,7 +760,7 @@ TEST(AsioAdapter, ContextDestroyedWithALongBatchPendingDestroysEveryHandlerOnce)
 TEST(AsioAdapter, HandlerThrowingMidBatchLosesNoOtherCompletion) {
   constexpr int kOps = 10;
   blockpool::Pool pool = blockpool::Builder{}.max_threads(1).build();
-  asio::io_context io;
+  asio::io_context io(1);  // one thread runs it: completions are batched
   std::vector<int> order;
   for (int i = 0; i < kOps; ++i) {
     blockpool::async_spawn_blocking(pool, [i] { return i; },
@@ -776,7 +780,7 @@ TEST(AsioAdapter, HandlerThrowingMidBatchLosesNoOtherCompletion) {
 TEST(AsioAdapter, ContextDestroyedWithABatchPendingDestroysTheHandlers) {
   constexpr int kOps = 8;
   blockpool::Pool pool = blockpool::Builder{}.max_threads(1).build();
-  auto io = std::make_unique<asio::io_context>();
+  auto io = std::make_unique<asio::io_context>(1);  // batched
   auto token = std::make_shared<int>(0);
   int ran = 0;
   for (int i = 0; i < kOps; ++i) {
