@@ -22,9 +22,15 @@
 //     lasts, up to max_threads; at the cap tasks wait in the queue. A flood of
 //     short tasks that the threads keep up with adds no thread.
 //   * Threads are created outside any lock, by a small growth-controller
-//     thread that exists only while the pool has workers. A spawn creates a
-//     thread itself only for an empty pool (its first worker) or to start
-//     that controller; it never waits for a thread to start.
+//     thread that exists exactly while the pool has workers: a spawn on an
+//     empty pool creates the controller, then the first worker; it never
+//     waits for a thread to start. A thread the OS refuses is retried by the
+//     controller with a backoff (1 ms doubling to 1 s) while tasks wait for
+//     the workers that exist; with no worker (the controller or the first
+//     worker refused) queued tasks end as spawn failures (JoinError).
+//   * Pool threads block asynchronous signals (SIGINT, SIGTERM, ...), which
+//     go to the application's threads; synchronous ones a task raises
+//     (SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGSYS) reach its handlers.
 //   * Memory: at most one heap allocation per spawn holds the callable (any
 //     size, stored inline), the result and the handle's state. Blocks of up to
 //     248 bytes (callables capturing up to ~200 bytes) are recycled between
