@@ -135,6 +135,7 @@
 #define BLOCKPOOL_ASIO_IMPL asio_standalone
 #define BLOCKPOOL_ASIO_HINT_IS_LOCKING(facility, hint) ASIO_CONCURRENCY_HINT_IS_LOCKING(facility, hint)
 #include "blockpool/detail/asio/service.ipp"
+#include "blockpool/detail/asio/executor.ipp"
 #include "blockpool/detail/asio/operation.ipp"
 #include "blockpool/detail/asio/initiation.ipp"
 #undef BLOCKPOOL_ASIO_HINT_IS_LOCKING

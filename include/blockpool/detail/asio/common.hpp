@@ -6,6 +6,7 @@
 //                    carries, and the claim that decides who ends it
 //   service.ipp      ContextService: one per execution context; owns the
 //                    operations pending on it and batches their completions
+//   executor.ipp     what an operation learns from its handler's executor
 //   operation.ipp    OpTask: one block that is both the pool's task and the
 //                    Asio operation state
 //   initiation.ipp   the initiating function (async_spawn_blocking)
