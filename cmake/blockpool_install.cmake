@@ -7,6 +7,9 @@ install(TARGETS blockpool EXPORT blockpoolTargets
 if(BLOCKPOOL_HAS_ASIO)
   install(TARGETS blockpool_asio EXPORT blockpoolTargets)
 endif()
+if(BLOCKPOOL_HAS_BOOST_ASIO)
+  install(TARGETS blockpool_boost_asio EXPORT blockpoolTargets)
+endif()
 install(DIRECTORY include/blockpool DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
 install(EXPORT blockpoolTargets NAMESPACE blockpool::
   DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/blockpool)

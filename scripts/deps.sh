@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # scripts/deps.sh GROUP...: installs, with apt-get, the Debian 12 packages a
 # task needs, skipping what is already there. Groups:
-#   build   compiler, CMake, Ninja, GoogleTest, Asio, OpenSSL (library, tests, demo)
+#   build   compiler, CMake, Ninja, GoogleTest, Asio, Boost.Asio (1.81), OpenSSL (library, tests, demo)
 #   sanit   clang 14 and its runtimes (sanitizers, libFuzzer), valgrind
 #   bench   Google Benchmark, libuv, gnuplot, Tokio's crates for the Rust peer
 set -euo pipefail
 
 declare -A GROUP=(
-  [build]="g++ cmake ninja-build libgtest-dev libgmock-dev libasio-dev libssl-dev coreutils"
+  [build]="g++ cmake ninja-build libgtest-dev libgmock-dev libasio-dev libboost1.81-dev libssl-dev coreutils"
   [sanit]="clang-14 libclang-rt-14-dev valgrind"
   [bench]="libbenchmark-dev libuv1-dev gnuplot-nox librust-tokio-dev"
 )

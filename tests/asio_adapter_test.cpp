@@ -4,24 +4,10 @@
 // Waits are bounded (futures with timeouts, io_context::run_for); nothing
 // sleeps to synchronise. The only timing assertion is the generous bound in
 // the awaitable_operators test.
-#include "blockpool/asio.hpp"
+#include "asio_flavour.hpp"
 
 #include <gtest/gtest.h>
 
-#include <asio/bind_allocator.hpp>
-#include <asio/bind_cancellation_slot.hpp>
-#include <asio/bind_executor.hpp>
-#include <asio/executor_work_guard.hpp>
-#include <asio/co_spawn.hpp>
-#include <asio/detached.hpp>
-#include <asio/experimental/as_tuple.hpp>
-#include <asio/experimental/awaitable_operators.hpp>
-#include <asio/experimental/deferred.hpp>
-#include <asio/io_context.hpp>
-#include <asio/steady_timer.hpp>
-#include <asio/strand.hpp>
-#include <asio/use_awaitable.hpp>
-#include <asio/use_future.hpp>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
@@ -99,7 +85,7 @@ TEST(AsioAdapter, CallbackValueOnIoThreadNeverInline) {
   bool called = false;
   int value = 0;
   std::thread::id task_thread, completion_thread;
-  blockpool::async_spawn_blocking(
+  bpa::async_spawn_blocking(
       tp.pool,
       [&] {
         task_thread = std::this_thread::get_id();
@@ -125,7 +111,7 @@ TEST(AsioAdapter, WorkIsHeldWhileTheTaskRuns) {
   asio::io_context io;
   Gate gate;
   bool called = false;
-  blockpool::async_spawn_blocking(
+  bpa::async_spawn_blocking(
       pool, [&] { return gate.wait(); },
       asio::bind_executor(io, [&](std::exception_ptr e, bool opened) {
         EXPECT_FALSE(e);
@@ -148,7 +134,7 @@ TEST(AsioAdapter, ExceptionDeliveredUnchanged) {
   asio::io_context io;
   std::exception_ptr got;
   int value = -1;
-  blockpool::async_spawn_blocking(
+  bpa::async_spawn_blocking(
       pool, []() -> int { throw std::out_of_range("boom"); },
       asio::bind_executor(io, [&](std::exception_ptr e, int v) {
         got = e;
@@ -165,7 +151,7 @@ TEST(AsioAdapter, VoidTaskHasExceptionOnlySignature) {
   asio::io_context io;
   std::atomic<bool> ran{false};
   bool called = false;
-  blockpool::async_spawn_blocking(pool, [&] { ran = true; },
+  bpa::async_spawn_blocking(pool, [&] { ran = true; },
                                   asio::bind_executor(io, [&](std::exception_ptr e) {
                                     EXPECT_FALSE(e);
                                     called = true;
@@ -184,7 +170,7 @@ TEST(AsioAdapter, StrandExecutorRunsTheCompletion) {
   std::atomic<int> on_strand{0};
   std::atomic<int> on_pool{0};
   for (int i = 0; i < kOps; ++i) {
-    blockpool::async_spawn_blocking(
+    bpa::async_spawn_blocking(
         tp.pool, [i] { return i; },
         asio::bind_executor(strand, [&, i](std::exception_ptr e, int v) {
           EXPECT_FALSE(e);
@@ -206,7 +192,7 @@ TEST(AsioAdapter, NoAssociatedExecutorMeansSystemExecutor) {
   TrackedPool tp;
   std::promise<std::thread::id> where;
   auto fut = where.get_future();
-  blockpool::async_spawn_blocking(tp.pool, [] { return 1; }, [&](std::exception_ptr, int) {
+  bpa::async_spawn_blocking(tp.pool, [] { return 1; }, [&](std::exception_ptr, int) {
     where.set_value(std::this_thread::get_id());
   });
   ASSERT_EQ(fut.wait_for(kBound), std::future_status::ready);
@@ -222,7 +208,7 @@ TEST(AsioAdapter, AlreadyEndedTaskStillCompletesThroughTheExecutor) {
   asio::io_context io;
   bool called = false;
   std::string what;
-  blockpool::async_spawn_blocking(empty, [] { return 1; },
+  bpa::async_spawn_blocking(empty, [] { return 1; },
                                   asio::bind_executor(io, [&](std::exception_ptr e, int) {
                                     what = join_error_text(e);
                                     called = true;
@@ -267,7 +253,7 @@ TEST(AsioAdapter, AssociatedAllocatorIsUsed) {
   auto strand = asio::make_strand(io);
   AllocCounts counts;
   bool called = false;
-  blockpool::async_spawn_blocking(
+  bpa::async_spawn_blocking(
       pool, [] { return std::string(100, 'x'); },
       asio::bind_executor(strand, asio::bind_allocator(CountingAllocator<void>(&counts),
                                                        [&](std::exception_ptr e, std::string s) {
@@ -291,10 +277,10 @@ TEST(AsioAdapter, AssociatedAllocatorIsUsed) {
 TEST(AsioAdapter, AssociatedAllocatorOnIoContextServesTheState) {
   for (const bool one_thread : {true, false}) {
     blockpool::Pool pool;
-    asio::io_context io(one_thread ? 1 : ASIO_CONCURRENCY_HINT_DEFAULT);
+    asio::io_context io(one_thread ? 1 : BP_ASIO_HINT_DEFAULT);
     AllocCounts counts;
     bool called = false;
-    blockpool::async_spawn_blocking(
+    bpa::async_spawn_blocking(
         pool, [] { return std::string(100, 'x'); },
         asio::bind_executor(io, asio::bind_allocator(CountingAllocator<void>(&counts),
                                                      [&](std::exception_ptr e, std::string s) {
@@ -314,11 +300,11 @@ TEST(AsioAdapter, AssociatedAllocatorOnIoContextServesTheState) {
 
 TEST(AsioAdapter, UseFutureValueAndException) {
   blockpool::Pool pool;
-  std::future<int> ok = blockpool::async_spawn_blocking(pool, [] { return 7; }, asio::use_future);
+  std::future<int> ok = bpa::async_spawn_blocking(pool, [] { return 7; }, asio::use_future);
   ASSERT_EQ(ok.wait_for(kBound), std::future_status::ready);
   EXPECT_EQ(ok.get(), 7);
 
-  std::future<void> bad = blockpool::async_spawn_blocking(
+  std::future<void> bad = bpa::async_spawn_blocking(
       pool, [] { throw std::runtime_error("bad"); }, asio::use_future);
   ASSERT_EQ(bad.wait_for(kBound), std::future_status::ready);
   EXPECT_THROW(bad.get(), std::runtime_error);
@@ -328,7 +314,7 @@ TEST(AsioAdapter, DeferredSpawnsOnlyWhenLaunched) {
   blockpool::Pool pool;
   asio::io_context io;
   std::atomic<int> runs{0};
-  auto op = blockpool::async_spawn_blocking(
+  auto op = bpa::async_spawn_blocking(
       pool,
       [&] {
         ++runs;
@@ -352,7 +338,7 @@ TEST(AsioAdapter, DeferredOutlivesThePoolAndCompletesCancelled) {
   std::atomic<bool> ran{false};
   auto make = [&] {
     blockpool::Pool pool;
-    return blockpool::async_spawn_blocking(pool, [&] { ran = true; },
+    return bpa::async_spawn_blocking(pool, [&] { ran = true; },
                                            asio::experimental::deferred);
   };
   auto op = make();  // the pool is gone now
@@ -378,25 +364,25 @@ TEST(AsioAdapter, AwaitableResumesOnItsExecutorWithEveryResultKind) {
   asio::co_spawn(
       io,
       [&]() -> asio::awaitable<void> {
-        int v = co_await blockpool::async_spawn_blocking(tp.pool, [] { return 3; },
+        int v = co_await bpa::async_spawn_blocking(tp.pool, [] { return 3; },
                                                          asio::use_awaitable);
         EXPECT_EQ(v, 3);
         EXPECT_EQ(std::this_thread::get_id(), io_thread);
 
-        std::unique_ptr<int> p = co_await blockpool::async_spawn_blocking(
+        std::unique_ptr<int> p = co_await bpa::async_spawn_blocking(
             tp.pool, [] { return std::make_unique<int>(9); }, asio::use_awaitable);
         EXPECT_TRUE(p && *p == 9);
 
-        std::optional<NoDefault> nd = co_await blockpool::async_spawn_blocking(
+        std::optional<NoDefault> nd = co_await bpa::async_spawn_blocking(
             tp.pool, [] { return NoDefault(11); }, asio::use_awaitable);
         EXPECT_TRUE(nd.has_value() && nd->value == 11);
 
-        co_await blockpool::async_spawn_blocking(tp.pool, [] {}, asio::use_awaitable);
+        co_await bpa::async_spawn_blocking(tp.pool, [] {}, asio::use_awaitable);
         EXPECT_EQ(std::this_thread::get_id(), io_thread);
 
         bool caught = false;
         try {
-          co_await blockpool::async_spawn_blocking(
+          co_await bpa::async_spawn_blocking(
               tp.pool, []() -> int { throw std::logic_error("task"); }, asio::use_awaitable);
         } catch (const std::logic_error&) {
           caught = true;
@@ -404,13 +390,13 @@ TEST(AsioAdapter, AwaitableResumesOnItsExecutorWithEveryResultKind) {
         EXPECT_TRUE(caught);
         EXPECT_EQ(std::this_thread::get_id(), io_thread);
 
-        auto [e, s] = co_await blockpool::async_spawn_blocking(
+        auto [e, s] = co_await bpa::async_spawn_blocking(
             tp.pool, []() -> std::string { throw std::runtime_error("tuple"); },
             asio::experimental::as_tuple(asio::use_awaitable));
         EXPECT_TRUE(e);
         EXPECT_TRUE(s.empty());
 
-        auto deferred_op = blockpool::async_spawn_blocking(tp.pool, [] { return 4; },
+        auto deferred_op = bpa::async_spawn_blocking(tp.pool, [] { return 4; },
                                                            asio::experimental::deferred);
         int d = co_await std::move(deferred_op)(asio::use_awaitable);
         EXPECT_EQ(d, 4);
@@ -440,7 +426,7 @@ TEST(AsioAdapter, CancelBeforeStartRemovesTheTaskAndCompletesAtOnce) {
   std::atomic<bool> ran{false};
   bool called = false;
   std::string what;
-  blockpool::async_spawn_blocking(
+  bpa::async_spawn_blocking(
       pool, [&] { ran = true; },
       asio::bind_cancellation_slot(signal.slot(),
                                    asio::bind_executor(io, [&](std::exception_ptr e) {
@@ -468,7 +454,7 @@ TEST(AsioAdapter, PartialCancellationAlsoAborts) {
   auto blocker = pool.spawn_blocking([&] { return gate.wait(); });
   asio::cancellation_signal signal;
   std::string what;
-  blockpool::async_spawn_blocking(
+  bpa::async_spawn_blocking(
       pool, [] { return 1; },
       asio::bind_cancellation_slot(signal.slot(),
                                    asio::bind_executor(io, [&](std::exception_ptr e, int) {
@@ -489,7 +475,7 @@ TEST(AsioAdapter, TotalCancellationRemovesAQueuedTask) {
   asio::cancellation_signal signal;
   std::atomic<bool> ran{false};
   std::string what;
-  blockpool::async_spawn_blocking(
+  bpa::async_spawn_blocking(
       pool, [&] { ran = true; return 8; },
       asio::bind_cancellation_slot(signal.slot(),
                                    asio::bind_executor(io, [&](std::exception_ptr e, int) {
@@ -512,7 +498,7 @@ TEST(AsioAdapter, TotalCancellationLeavesARunningTaskAlone) {
   asio::cancellation_signal signal;
   bool called = false;
   bool saw_stop = true;
-  blockpool::async_spawn_blocking(
+  bpa::async_spawn_blocking(
       pool,
       [&](std::stop_token st) {
         started.set_value();
@@ -541,7 +527,7 @@ TEST(AsioAdapter, CancelAfterStartTriggersTheStopToken) {
   asio::cancellation_signal signal;
   bool called = false;
   bool saw_stop = false;
-  blockpool::async_spawn_blocking(
+  bpa::async_spawn_blocking(
       pool,
       [&](std::stop_token st) {
         started.set_value();
@@ -576,7 +562,7 @@ TEST(AsioAdapter, AwaitableOrOperatorStopsTheTaskWhenTheTimerWins) {
         asio::steady_timer timer(io, 50ms);
         const auto t0 = std::chrono::steady_clock::now();
         auto result = co_await (
-            blockpool::async_spawn_blocking(
+            bpa::async_spawn_blocking(
                 pool,
                 [&](std::stop_token st) {
                   const auto end = std::chrono::steady_clock::now() + 2s;
@@ -616,7 +602,7 @@ TEST(AsioAdapter, AwaitableOrOperatorBeforeStartNeverRunsTheTask) {
       [&]() -> asio::awaitable<void> {
         asio::steady_timer timer(io, 10ms);
         auto result = co_await (
-            blockpool::async_spawn_blocking(pool, [&] { ran = true; }, asio::use_awaitable) ||
+            bpa::async_spawn_blocking(pool, [&] { ran = true; }, asio::use_awaitable) ||
             timer.async_wait(asio::use_awaitable));
         timer_won = result.index() == 1;
       },
@@ -654,7 +640,7 @@ TEST(AsioAdapter, BatchedCompletionsRunOnceEachInTheOrderTasksEnded) {
   std::thread::id loop_thread;
   bool off_loop = false;
   for (int i = 0; i < kOps; ++i) {
-    blockpool::async_spawn_blocking(pool, [i] { return i; },
+    bpa::async_spawn_blocking(pool, [i] { return i; },
                                     asio::bind_executor(io, [&](std::exception_ptr e, int v) {
                                       EXPECT_FALSE(e);
                                       off_loop |= std::this_thread::get_id() != loop_thread;
@@ -686,26 +672,26 @@ TEST(AsioAdapter, ALoopFarBehindStillGetsEveryCompletionOnceInOrder) {
     for (int i = 0; i < kOps; ++i) {
       switch (i % 4) {
         case 0:
-          blockpool::async_spawn_blocking(pool, [i] { return i; },
+          bpa::async_spawn_blocking(pool, [i] { return i; },
                                           asio::bind_executor(io, [&got](std::exception_ptr e, int v) {
                                             got.push_back(e ? "error" : std::to_string(v));
                                           }));
           break;
         case 1:
-          blockpool::async_spawn_blocking(
+          bpa::async_spawn_blocking(
               pool, [i] { return std::make_unique<int>(i); },
               asio::bind_executor(io, [&got](std::exception_ptr e, std::unique_ptr<int> v) {
                 got.push_back(e || !v ? "error" : "p" + std::to_string(*v));
               }));
           break;
         case 2:
-          blockpool::async_spawn_blocking(pool, [] {},
+          bpa::async_spawn_blocking(pool, [] {},
                                           asio::bind_executor(io, [&got, i](std::exception_ptr e) {
                                             got.push_back(e ? "error" : "v" + std::to_string(i));
                                           }));
           break;
         default:
-          blockpool::async_spawn_blocking(
+          bpa::async_spawn_blocking(
               pool, [i]() -> int { throw std::runtime_error("t" + std::to_string(i)); },
               asio::bind_executor(io, [&got](std::exception_ptr e, int) {
                 try {
@@ -743,7 +729,7 @@ TEST(AsioAdapter, ContextDestroyedWithALongBatchPendingDestroysEveryHandlerOnce)
   bool handed_over = false;
   asio::post(*io, [&] {  // spawned on the loop, as in the test above
     for (int i = 0; i < kOps; ++i) {
-      blockpool::async_spawn_blocking(
+      bpa::async_spawn_blocking(
           pool, [i] { return i; },
           asio::bind_executor(*io, [&ran, token](std::exception_ptr, int) { ++ran; }));
     }
@@ -763,7 +749,7 @@ TEST(AsioAdapter, HandlerThrowingMidBatchLosesNoOtherCompletion) {
   asio::io_context io(1);  // one thread runs it: completions are batched
   std::vector<int> order;
   for (int i = 0; i < kOps; ++i) {
-    blockpool::async_spawn_blocking(pool, [i] { return i; },
+    bpa::async_spawn_blocking(pool, [i] { return i; },
                                     asio::bind_executor(io, [&](std::exception_ptr, int v) {
                                       order.push_back(v);
                                       if (v == 3) throw std::runtime_error("handler 3");
@@ -784,7 +770,7 @@ TEST(AsioAdapter, ContextDestroyedWithABatchPendingDestroysTheHandlers) {
   auto token = std::make_shared<int>(0);
   int ran = 0;
   for (int i = 0; i < kOps; ++i) {
-    blockpool::async_spawn_blocking(
+    bpa::async_spawn_blocking(
         pool, [i] { return i; },
         asio::bind_executor(*io, [&ran, token](std::exception_ptr, int) { ++ran; }));
   }
@@ -810,12 +796,12 @@ TEST(AsioAdapter, TwoIoContextsEachGetTheirOwnCompletions) {
   const auto id1 = p1.get_future().get(), id2 = p2.get_future().get();
   std::atomic<int> wrong{0}, done1{0}, done2{0};
   for (int i = 0; i < kOps; ++i) {
-    blockpool::async_spawn_blocking(pool, [] { return 1; },
+    bpa::async_spawn_blocking(pool, [] { return 1; },
                                     asio::bind_executor(io1, [&](std::exception_ptr, int) {
                                       if (std::this_thread::get_id() != id1) ++wrong;
                                       ++done1;
                                     }));
-    blockpool::async_spawn_blocking(pool, [] { return 2; },
+    bpa::async_spawn_blocking(pool, [] { return 2; },
                                     asio::bind_executor(io2, [&](std::exception_ptr, int) {
                                       if (std::this_thread::get_id() != id2) ++wrong;
                                       ++done2;
@@ -864,7 +850,7 @@ TEST(AsioAdapter, CallableWhoseCopyThrowsLeavesNothingSpawned) {
     ran = true;
     return 1;
   };
-  EXPECT_THROW(blockpool::async_spawn_blocking(
+  EXPECT_THROW(bpa::async_spawn_blocking(
                    pool, task,  // an lvalue: copied into the operation
                    asio::bind_executor(io, [&called](std::exception_ptr, int) { called = true; })),
                std::runtime_error);
@@ -882,7 +868,7 @@ TEST(AsioAdapter, HandlerWhoseCopyThrowsLeavesNothingSpawned) {
   });
   *token = 1;  // from now on copying the handler throws
   auto callable_token = std::make_shared<int>(0);
-  EXPECT_THROW(blockpool::async_spawn_blocking(
+  EXPECT_THROW(bpa::async_spawn_blocking(
                    pool,
                    [&ran, callable_token] {
                      ran = true;
@@ -914,7 +900,7 @@ TEST(AsioAdapter, ShutdownCompletesQueuedOperationsCancelledAndTheRunningOneWith
       outcome[static_cast<std::size_t>(i)] = e ? join_error_text(e) : std::to_string(v);
     });
   };
-  blockpool::async_spawn_blocking(
+  bpa::async_spawn_blocking(
       pool,
       [&] {
         started.open();
@@ -922,12 +908,12 @@ TEST(AsioAdapter, ShutdownCompletesQueuedOperationsCancelledAndTheRunningOneWith
       },
       record(0));
   ASSERT_TRUE(started.wait());  // the only thread is busy: the rest stay queued
-  for (int i = 1; i <= kQueued; ++i) blockpool::async_spawn_blocking(pool, [i] { return i; }, record(i));
+  for (int i = 1; i <= kQueued; ++i) bpa::async_spawn_blocking(pool, [i] { return i; }, record(i));
   // A stoppable callable takes the two-reference path; it is cancelled the same way.
-  blockpool::async_spawn_blocking(pool, [](std::stop_token) { return 7; }, record(kQueued + 1));
+  bpa::async_spawn_blocking(pool, [](std::stop_token) { return 7; }, record(kQueued + 1));
   pool.shutdown_background();  // cancels the queued operations now
   // Spawned after shutdown began: cancelled at once, still posted.
-  blockpool::async_spawn_blocking(pool, [] { return 8; }, record(kQueued + 2));
+  bpa::async_spawn_blocking(pool, [] { return 8; }, record(kQueued + 2));
   release.open();
   io.run();  // returns once every operation has completed (each holds work)
   EXPECT_EQ(outcome[0], "100");
@@ -942,7 +928,7 @@ TEST(AsioAdapter, RefusedThreadCompletesTheOperationWithASpawnFailure) {
   asio::io_context io;
   std::string value_task, void_task;
   bool ran = false;
-  blockpool::async_spawn_blocking(pool,
+  bpa::async_spawn_blocking(pool,
                                   [&] {
                                     ran = true;
                                     return 1;
@@ -950,7 +936,7 @@ TEST(AsioAdapter, RefusedThreadCompletesTheOperationWithASpawnFailure) {
                                   asio::bind_executor(io, [&](std::exception_ptr e, int) {
                                     value_task = e ? join_error_text(e) : "value";
                                   }));
-  blockpool::async_spawn_blocking(pool, [&] { ran = true; },
+  bpa::async_spawn_blocking(pool, [&] { ran = true; },
                                   asio::bind_executor(io, [&](std::exception_ptr e) {
                                     void_task = e ? join_error_text(e) : "value";
                                   }));
@@ -976,7 +962,7 @@ TEST(AsioAdapter, OperationsRacingShutdownFromManyThreadsEachCompleteOnce) {
     spawners.emplace_back([&, t] {
       for (int k = 0; k < kPer; ++k) {
         const int id = t * kPer + k;
-        blockpool::async_spawn_blocking(pool, [id] { return id; },
+        bpa::async_spawn_blocking(pool, [id] { return id; },
                                         asio::bind_executor(io, [&, id](std::exception_ptr e, int v) {
                                           calls[static_cast<std::size_t>(id)]++;
                                           if (e) {

@@ -7,10 +7,7 @@
 // are destroyed. Otherwise the operation completes exactly once.
 #include <gtest/gtest.h>
 
-#include <asio/bind_cancellation_slot.hpp>
-#include <asio/bind_executor.hpp>
-#include <asio/cancellation_signal.hpp>
-#include <asio/io_context.hpp>
+#include "asio_flavour.hpp"
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -19,7 +16,6 @@
 #include <stop_token>
 #include <string>
 
-#include "blockpool/asio.hpp"
 #include "blockpool/blockpool.hpp"
 #include "blockpool/testing.hpp"
 #include "failing_new.hpp"
@@ -59,14 +55,14 @@ void initiate(blockpool::Pool& pool, asio::io_context& io, asio::cancellation_si
   auto task = [&runs, t = Tracked{}] { return runs.fetch_add(1) + 1; };
   switch (v) {
     case Variant::kPlain:
-      blockpool::async_spawn_blocking(pool, task, asio::bind_executor(io, handler));
+      bpa::async_spawn_blocking(pool, task, asio::bind_executor(io, handler));
       break;
     case Variant::kCancellable:
-      blockpool::async_spawn_blocking(
+      bpa::async_spawn_blocking(
           pool, task, asio::bind_cancellation_slot(signal.slot(), asio::bind_executor(io, handler)));
       break;
     case Variant::kStoppable:
-      blockpool::async_spawn_blocking(
+      bpa::async_spawn_blocking(
           pool, [&runs, t = Tracked{}](std::stop_token) { return runs.fetch_add(1) + 1; },
           asio::bind_executor(io, handler));
       break;
@@ -147,7 +143,7 @@ TEST(AsioFaultAlloc, SlotThatCannotTakeTheCancellationHandlerLeavesNothingSpawne
   blockpool::Pool pool;
   std::atomic<int> runs{0};
   int calls = 0;
-  EXPECT_THROW(blockpool::async_spawn_blocking(pool, [&runs, t = Tracked{}] { return ++runs; },
+  EXPECT_THROW(bpa::async_spawn_blocking(pool, [&runs, t = Tracked{}] { return ++runs; },
                                                HandlerWithRefusingSlot{&calls, {}}),
                std::bad_alloc);
   EXPECT_EQ(pool.metrics().spawned, 0u);

@@ -13,23 +13,12 @@
 #include <signal.h>
 #include <unistd.h>
 
-#include <asio/bind_cancellation_slot.hpp>
-#include <asio/bind_executor.hpp>
-#include <asio/co_spawn.hpp>
-#include <asio/detached.hpp>
-#include <asio/io_context.hpp>
-#include <asio/post.hpp>
-#include <asio/signal_set.hpp>
-#include <asio/strand.hpp>
-#include <asio/system_executor.hpp>
-#include <asio/thread_pool.hpp>
-#include <asio/use_awaitable.hpp>
+#include "asio_flavour.hpp"
 #include <atomic>
 #include <future>
 #include <memory>
 #include <thread>
 
-#include "blockpool/asio.hpp"
 #include "test_util.hpp"
 
 using namespace std::chrono_literals;
@@ -73,14 +62,14 @@ TEST(AsioLifetime, SignalStopsTheLoopAndTheContextDiesWithTasksPending) {
     signals.async_wait([&](const std::error_code& ec, int) {
       if (!ec) io.stop();
     });
-    blockpool::async_spawn_blocking(pool,
+    bpa::async_spawn_blocking(pool,
                                     [&] {
                                       running.count_down();
                                       release.wait();
                                       return 1;
                                     },
                                     asio::bind_executor(io, Recorder{token, &ran}));
-    blockpool::async_spawn_blocking(pool, [&] {
+    bpa::async_spawn_blocking(pool, [&] {
       queued_task_ran = true;
       return 2;
     }, asio::bind_executor(io, Recorder{token, &ran}));
@@ -104,7 +93,7 @@ TEST(AsioLifetime, SignalStopsTheLoopAndTheContextDiesWithTasksPending) {
 // completions already delivered to the context (run_for returned before they
 // ran) as well as still pending.
 TEST(AsioLifetime, ScopedContextLeftAfterRunFor) {
-  for (const int hint : {1, ASIO_CONCURRENCY_HINT_DEFAULT}) {
+  for (const int hint : {1, BP_ASIO_HINT_DEFAULT}) {
     blockpool::Pool pool = blockpool::Builder{}.max_threads(2).build();
     Gate release;
     auto token = std::make_shared<int>(0);
@@ -113,8 +102,8 @@ TEST(AsioLifetime, ScopedContextLeftAfterRunFor) {
       asio::io_context io(hint);
       // Two that end at once (delivered, not yet run), one that blocks.
       for (int i = 0; i < 2; ++i)
-        blockpool::async_spawn_blocking(pool, [i] { return i; }, asio::bind_executor(io, Recorder{token, &ran}));
-      blockpool::async_spawn_blocking(pool,
+        bpa::async_spawn_blocking(pool, [i] { return i; }, asio::bind_executor(io, Recorder{token, &ran}));
+      bpa::async_spawn_blocking(pool,
                                       [&] {
                                         release.wait();
                                         return 9;
@@ -140,7 +129,7 @@ struct FrameProbe {
 asio::awaitable<void> await_blocking(blockpool::Pool& pool, Gate& release, std::atomic<bool>& gone,
                                      std::atomic<bool>& resumed) {
   FrameProbe probe{&gone};
-  (void)co_await blockpool::async_spawn_blocking(pool, [&release] {
+  (void)co_await bpa::async_spawn_blocking(pool, [&release] {
     release.wait();
     return 1;
   }, asio::use_awaitable);
@@ -177,7 +166,7 @@ TEST(AsioLifetime, RunningStoppableTaskOfADeadContextIsAskedToStop) {
   std::atomic<int> ran{0};
   {
     asio::io_context io;
-    blockpool::async_spawn_blocking(
+    bpa::async_spawn_blocking(
         pool,
         [&](std::stop_token st) {
           running.count_down();
@@ -208,7 +197,7 @@ TEST(AsioLifetime, ContextDestroyedWhileTasksEndConcurrently) {
     {
       asio::io_context io;
       for (int i = 0; i < 50; ++i)
-        blockpool::async_spawn_blocking(pool, [i] { return i; }, asio::bind_executor(io, Recorder{token, &ran}));
+        bpa::async_spawn_blocking(pool, [i] { return i; }, asio::bind_executor(io, Recorder{token, &ran}));
       io.run_one_for(1ms);
     }  // tasks are still ending on the pool's threads
     EXPECT_TRUE(wait_until([&] { return token.use_count() == 1; })) << "round " << round;
@@ -233,7 +222,7 @@ struct Respawner {
   Respawner(Respawner&& o) noexcept
       : pool(o.pool), io(o.io), token(std::move(o.token)), ran(o.ran), armed(std::exchange(o.armed, false)) {}
   ~Respawner() {
-    if (armed && token) blockpool::async_spawn_blocking(*pool, [] { return 0; }, asio::bind_executor(*io, Recorder{token, ran}));
+    if (armed && token) bpa::async_spawn_blocking(*pool, [] { return 0; }, asio::bind_executor(*io, Recorder{token, ran}));
   }
   void operator()(std::exception_ptr, int) { armed = false, ran->fetch_add(1); }
 };
@@ -250,7 +239,7 @@ TEST(AsioLifetime, OperationStartedDuringTheContextsShutdownNeverStarts) {
   const auto spawned_before = pool.metrics().spawned;
   {
     asio::io_context io;
-    blockpool::async_spawn_blocking(pool, [] { return 1; },
+    bpa::async_spawn_blocking(pool, [] { return 1; },
                                     asio::bind_executor(io, Respawner(&pool, &io, token, &ran)));
   }
   EXPECT_EQ(token.use_count(), 1);
@@ -286,7 +275,7 @@ void run_on_strand(Executor ex, const Strand& strand, const char* what) {
   StrandProbe probe;
   constexpr int kOps = 200;
   for (int i = 0; i < kOps; ++i) {
-    blockpool::async_spawn_blocking(pool, [i] { return i; },
+    bpa::async_spawn_blocking(pool, [i] { return i; },
                                     asio::bind_executor(ex, [&](std::exception_ptr e, int) {
                                       EXPECT_FALSE(e);
                                       probe.enter(strand);
@@ -303,7 +292,7 @@ void run_on_strand(Executor ex, const Strand& strand, const char* what) {
 }  // namespace
 
 TEST(AsioLifetime, HandlerBoundToAStrandRunsOnIt) {
-  for (const int hint : {ASIO_CONCURRENCY_HINT_DEFAULT, 1}) {
+  for (const int hint : {BP_ASIO_HINT_DEFAULT, 1}) {
     asio::io_context io(hint);
     auto strand = asio::make_strand(io);
     run_on_strand(strand, strand, "strand");
@@ -311,7 +300,7 @@ TEST(AsioLifetime, HandlerBoundToAStrandRunsOnIt) {
 }
 
 TEST(AsioLifetime, HandlerBoundToAnAnyIoExecutorWrappingAStrandRunsOnIt) {
-  for (const int hint : {ASIO_CONCURRENCY_HINT_DEFAULT, 1}) {
+  for (const int hint : {BP_ASIO_HINT_DEFAULT, 1}) {
     asio::io_context io(hint);
     auto strand = asio::make_strand(io);
     asio::any_io_executor ex = strand;
@@ -323,7 +312,7 @@ namespace {
 asio::awaitable<void> on_strand_after_await(blockpool::Pool& pool, asio::strand<asio::io_context::executor_type> s,
                                             std::atomic<int>& on_strand, std::atomic<int>& off_strand) {
   for (int i = 0; i < 20; ++i) {
-    (void)co_await blockpool::async_spawn_blocking(pool, [i] { return i; }, asio::use_awaitable);
+    (void)co_await bpa::async_spawn_blocking(pool, [i] { return i; }, asio::use_awaitable);
     (s.running_in_this_thread() ? on_strand : off_strand).fetch_add(1);
   }
 }
@@ -347,7 +336,7 @@ TEST(AsioLifetime, AnyIoExecutorWrappingTheSystemExecutor) {
   blockpool::Pool pool;
   asio::any_io_executor ex = asio::system_executor();
   std::promise<int> got;
-  blockpool::async_spawn_blocking(pool, [] { return 11; },
+  bpa::async_spawn_blocking(pool, [] { return 11; },
                                   asio::bind_executor(ex, [&](std::exception_ptr e, int v) { got.set_value(e ? -1 : v); }));
   auto f = got.get_future();
   ASSERT_EQ(f.wait_for(kLongWait), std::future_status::ready);
@@ -361,7 +350,7 @@ TEST(AsioLifetime, ThreadPoolExecutorAndItsDestruction) {
   std::atomic<int> ran{0};
   {
     asio::thread_pool tp(2);
-    blockpool::async_spawn_blocking(pool, [] { return 1; }, asio::bind_executor(tp, Recorder{token, &ran}));
+    bpa::async_spawn_blocking(pool, [] { return 1; }, asio::bind_executor(tp, Recorder{token, &ran}));
     tp.stop();
     tp.join();
   }  // destroyed with the operation pending
@@ -398,8 +387,8 @@ TEST(AsioLifetime, ABlockingHandlerDoesNotHoldBackAnotherOnAMultiThreadedContext
       }
       finished.fetch_add(1);  // last: the round's state may go once both are here
     };
-    blockpool::async_spawn_blocking(pool, [] { return 1; }, asio::bind_executor(io, handler));
-    blockpool::async_spawn_blocking(pool, [] { return 2; }, asio::bind_executor(io, handler));
+    bpa::async_spawn_blocking(pool, [] { return 1; }, asio::bind_executor(io, handler));
+    bpa::async_spawn_blocking(pool, [] { return 2; }, asio::bind_executor(io, handler));
     busy.release();
     ASSERT_EQ(second.wait_for(kLongWait), std::future_status::ready) << "round " << round;
     EXPECT_TRUE(waited_ok.load()) << "round " << round << ": the second handler was held back";

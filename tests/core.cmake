@@ -42,6 +42,7 @@ if(BLOCKPOOL_INSTALL)
       -DCONFIG=$<IF:$<BOOL:$<CONFIG>>,$<CONFIG>,Debug>
       "-DSANITIZE=${BLOCKPOOL_SANITIZE}"
       -DMODE=install
+      "-DREQUIRE_ASIO_FLAVOURS=$<AND:$<TARGET_EXISTS:blockpool::asio>,$<TARGET_EXISTS:blockpool::boost_asio>>"
       -P ${CMAKE_CURRENT_SOURCE_DIR}/install_test.cmake)
   set_tests_properties(install_consumer PROPERTIES TIMEOUT 300 LABELS "core;install")
 endif()
@@ -55,5 +56,6 @@ add_test(NAME subdir_consumer
     -DCONFIG=$<IF:$<BOOL:$<CONFIG>>,$<CONFIG>,Debug>
     "-DSANITIZE=${BLOCKPOOL_SANITIZE}"
     -DMODE=subdir
+    "-DREQUIRE_ASIO_FLAVOURS=$<AND:$<TARGET_EXISTS:blockpool::asio>,$<TARGET_EXISTS:blockpool::boost_asio>>"
     -P ${CMAKE_CURRENT_SOURCE_DIR}/install_test.cmake)
 set_tests_properties(subdir_consumer PROPERTIES TIMEOUT 300 LABELS "core;install")

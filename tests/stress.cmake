@@ -16,6 +16,11 @@ if(NOT BLOCKPOOL_SANITIZE)
     blockpool_add_test(asio_fault_alloc_test SOURCES asio_fault_alloc_test.cpp LABELS stress
                        TIMEOUT 300 LIBS blockpool::asio)
   endif()
+  if(TARGET blockpool::boost_asio)
+    blockpool_add_test(asio_fault_alloc_boost_test SOURCES asio_fault_alloc_test.cpp LABELS stress
+                       TIMEOUT 300 LIBS blockpool::boost_asio)
+    target_compile_definitions(asio_fault_alloc_boost_test PRIVATE BLOCKPOOL_TEST_BOOST_ASIO)
+  endif()
 endif()
 
 # The load test is a plain program (prints figures for docs/reliability.md).
