@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The comparative benchmark in one command:
 #
-#   bench/run.sh            # full run (~12-15 min on 2 cores): medians of 5 runs
+#   bench/run.sh            # full run (~10-12 min on 2 cores): medians of 5 runs
 #   bench/run.sh --quick    # every peer x scenario once, reduced sizes (smoke check)
 #   bench/run.sh --no-micro # skip the Google Benchmark micro-benchmarks
 #
