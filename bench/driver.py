@@ -13,7 +13,10 @@ import subprocess
 import sys
 import time
 
-PEERS = ["blockpool", "tokio", "libuv", "asio_pool", "std_async"]
+PEERS = ["blockpool", "tokio", "libuv", "asio_pool", "std_async", "glib", "glib4", "qt", "qt128", "tbb"]
+# Pools of a fixed size: the "best fixed pool" of the flood and contended
+# targets is the best of these (among the peers run).
+FIXED = ["libuv", "asio_pool", "glib4", "qt", "tbb"]
 SCENARIOS = ["flood", "roundtrip", "burst", "contended", "paced", "idle"]
 
 # (scenario, json field, label, unit, better) -- the table rows.
@@ -107,7 +110,18 @@ def main():
         "libuv": [os.path.join(args.bin, "uv_bench")],
         "asio_pool": [os.path.join(args.bin, "asio_pool_bench")],
         "std_async": [os.path.join(args.bin, "std_async_bench")],
+        "glib": [os.path.join(args.bin, "glib_bench")],
+        "glib4": [os.path.join(args.bin, "glib4_bench")],
+        "qt": [os.path.join(args.bin, "qt_bench")],
+        "qt128": [os.path.join(args.bin, "qt128_bench")],
+        "tbb": [os.path.join(args.bin, "tbb_bench")],
     }
+    unknown = [p for p in peers if p not in cmd]
+    if unknown:
+        ap.error(f"unknown peer(s) {', '.join(unknown)}; known: {', '.join(PEERS)}")
+    unknown = [s for s in scenarios if s not in SCENARIOS]
+    if unknown:
+        ap.error(f"unknown scenario(s) {', '.join(unknown)}; known: {', '.join(SCENARIOS)}")
     os.makedirs(args.out, exist_ok=True)
     raw_path = os.path.join(args.out, "raw.jsonl" if not args.quick else "quick-raw.jsonl")
     results = {}  # (peer, scenario) -> list of dicts
@@ -131,6 +145,8 @@ def main():
                         out, rc, err = p.stdout.strip(), p.returncode, p.stderr.strip()
                     except subprocess.TimeoutExpired:
                         out, rc, err = "", -1, "timeout"
+                    except OSError as e:  # not built (e.g. its library is missing)
+                        out, rc, err = "", -1, f"cannot run {argv[0]}: {e}"
                     dur = time.time() - t0
                     first_dur.setdefault(key, dur)
                     line = out.splitlines()[-1] if out else ""
@@ -215,7 +231,7 @@ def main():
 
     targets = []
     others = [p for p in peers if p != "blockpool"]
-    fixed = [p for p in ("libuv", "asio_pool") if p in peers]
+    fixed = [p for p in FIXED if p in peers]
 
     def add(name, ok, detail):
         targets.append((name, "met" if ok else "**MISSED**", detail))
@@ -333,7 +349,8 @@ def draw_chart(outdir, chart_path, peers, med, quick, failed_keys):
     datadir = os.path.join(outdir, ".chart")
     os.makedirs(datadir, exist_ok=True)
     colors = {"blockpool": "#d62728", "tokio": "#1f77b4", "libuv": "#2ca02c",
-              "asio_pool": "#9467bd", "std_async": "#7f7f7f"}
+              "asio_pool": "#9467bd", "std_async": "#7f7f7f", "glib": "#ff7f0e",
+              "glib4": "#ffbb78", "qt": "#17becf", "qt128": "#9edae5", "tbb": "#8c564b"}
     # A run of some scenarios only (--scenarios) draws only the panels that
     # have data: an empty panel has no valid y range and gnuplot rejects it.
     def has_data(series):
@@ -343,9 +360,10 @@ def draw_chart(outdir, chart_path, peers, med, quick, failed_keys):
     if not panels:
         return False
     cols = min(3, len(panels))
+    pw = 500 if len(peers) <= 5 else 760  # panel width: room for ten bars a cluster
     rows = (len(panels) + cols - 1) // cols
     script = [
-        f"set terminal pngcairo noenhanced size {500 * cols},{500 * rows} font 'sans,10'",
+        f"set terminal pngcairo noenhanced size {pw * cols},{500 * rows} font 'sans,10'",
         f"set output '{chart_path}'",
         f"set multiplot layout {rows},{cols} title 'blockpool vs peers — medians"
         + (" (QUICK: reduced sizes)" if quick else "") + "' font 'sans,13'",

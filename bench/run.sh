@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The comparative benchmark in one command:
 #
-#   bench/run.sh            # full run (~6-8 min on 2 cores): medians of 5 runs
+#   bench/run.sh            # full run (~10-12 min on 2 cores): medians of 5 runs
 #   bench/run.sh --quick    # every peer x scenario once, reduced sizes (smoke check)
 #   bench/run.sh --no-micro # skip the Google Benchmark micro-benchmarks
 #
@@ -30,7 +30,7 @@ done
 # ---- dependencies (Debian packages) -------------------------------------------
 need=()
 for pkg in cmake g++ pkg-config libasio-dev libuv1-dev libbenchmark-dev gnuplot-nox \
-           librust-tokio-dev librust-libc-dev; do
+           librust-tokio-dev librust-libc-dev libglib2.0-dev qt6-base-dev libtbb-dev; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
 command -v python3 >/dev/null || need+=(python3)
@@ -56,7 +56,7 @@ echo "== cmake build ($build)"
 cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DBLOCKPOOL_BUILD_TESTS=OFF \
   -DBLOCKPOOL_BUILD_EXAMPLES=OFF -DBLOCKPOOL_BUILD_BENCH=ON >/dev/null
 cmake --build "$build" -j"$jobs" --target blockpool_bench asio_pool_bench uv_bench \
-  std_async_bench blockpool_micro
+  std_async_bench glib_bench glib4_bench qt_bench qt128_bench tbb_bench blockpool_micro
 
 echo "== cargo build (offline, Debian crates)"
 (cd "$here/tokio" && cargo build --release --offline -q)
