@@ -398,3 +398,43 @@ TEST(AsioLifetime, ABlockingHandlerDoesNotHoldBackAnotherOnAMultiThreadedContext
   t1.join();
   t2.join();
 }
+
+// ---- Mandatory operations ---------------------------------------------------------
+
+// A mandatory operation's task runs even when its io_context dies before it
+// starts (a write must reach its file): only the handler dies with the
+// context. And when the pool shuts down first, it still runs and completes.
+TEST(AsioLifetime, MandatoryTaskRunsEvenIfTheContextDiesFirst) {
+  blockpool::Pool pool = blockpool::Builder{}.max_threads(1).build();
+  BusyThreads busy(pool, 1);
+  auto token = std::make_shared<int>(0);
+  std::atomic<int> ran{0};
+  std::atomic<bool> wrote{false};
+  {
+    asio::io_context io;
+    bpa::async_spawn_mandatory_blocking(pool, [&] { wrote = true; }, asio::bind_executor(io, Recorder{token, &ran}));
+  }
+  EXPECT_EQ(token.use_count(), 1);
+  busy.release();
+  EXPECT_TRUE(pool.shutdown(kLongWait));
+  EXPECT_TRUE(wrote.load()) << "a mandatory task must run though its context died";
+  EXPECT_EQ(ran.load(), 0);
+}
+
+TEST(AsioLifetime, MandatoryOperationCompletesAfterThePoolShutsDown) {
+  blockpool::Pool pool = blockpool::Builder{}.max_threads(1).build();
+  BusyThreads busy(pool, 1);
+  asio::io_context io;
+  int normal = 0, mandatory = 0;
+  bpa::async_spawn_blocking(pool, [] { return 1; }, asio::bind_executor(io, [&](std::exception_ptr e, int v) {
+                              normal = e ? -1 : v;
+                            }));
+  bpa::async_spawn_mandatory_blocking(pool, [] { return 2; }, asio::bind_executor(io, [&](std::exception_ptr e, int v) {
+                                        mandatory = e ? -1 : v;
+                                      }));
+  pool.shutdown_background();  // the queued normal task is cancelled, the mandatory one runs
+  busy.release();
+  io.run();
+  EXPECT_EQ(normal, -1);
+  EXPECT_EQ(mandatory, 2);
+}

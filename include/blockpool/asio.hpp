@@ -11,6 +11,11 @@
 // the include path and, for clang, the defines that switch on Asio's
 // coroutine support). Everything else in blockpool works without Asio.
 //
+// async_spawn_mandatory_blocking(pool_or_handle, f, token) is the same for a
+// mandatory task (Pool::spawn_mandatory_blocking): once queued, it runs even
+// if the pool shuts down or the execution context is destroyed first (then
+// only its handler is destroyed, unrun); neither triggers its stop token.
+//
 // async_spawn_blocking(pool_or_handle, f, token)
 //   * pool_or_handle: a blockpool::Pool or a blockpool::Handle. The operation
 //     keeps a Handle (never a reference to the Pool), so a deferred or lazily
@@ -147,5 +152,8 @@ namespace blockpool {
 // Runs `f` on `pool`'s blocking threads as an Asio asynchronous operation;
 // see the top of this header.
 using detail::asio_standalone::async_spawn_blocking;
+// The same for a mandatory task: it runs even if the pool shuts down, or the
+// execution context is destroyed, before it starts.
+using detail::asio_standalone::async_spawn_mandatory_blocking;
 
 }  // namespace blockpool

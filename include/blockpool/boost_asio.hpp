@@ -57,6 +57,9 @@ namespace blockpool::boost_asio {
 // Runs `f` on `pool`'s blocking threads as a Boost.Asio asynchronous
 // operation; see <blockpool/asio.hpp> for the contract.
 using detail::asio_boost::async_spawn_blocking;
+// The same for a mandatory task: it runs even if the pool shuts down, or the
+// execution context is destroyed, before it starts.
+using detail::asio_boost::async_spawn_mandatory_blocking;
 // The second argument of the completion signature for a task returning R.
 using blockpool::asio_value_t;
 

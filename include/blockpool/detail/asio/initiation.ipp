@@ -13,9 +13,11 @@ namespace net = BLOCKPOOL_ASIO_NET;
 // Pool object (it completes cancelled if the pool is gone).
 class Initiation {
  public:
-  explicit Initiation(const Pool& pool) noexcept : pool_(&pool) {}
-  explicit Initiation(const Handle& handle) noexcept : handle_(&handle) {}
-  Initiation(const Initiation& other) : owned_(other.owned_handle()) { handle_ = &*owned_; }
+  Initiation(const Pool& pool, bool mandatory) noexcept : pool_(&pool), mandatory_(mandatory) {}
+  Initiation(const Handle& handle, bool mandatory) noexcept : handle_(&handle), mandatory_(mandatory) {}
+  Initiation(const Initiation& other) : owned_(other.owned_handle()), mandatory_(other.mandatory_) {
+    handle_ = &*owned_;
+  }
   Initiation(Initiation&& other) : Initiation(static_cast<const Initiation&>(other)) {}
   Initiation& operator=(const Initiation&) = delete;
   Initiation& operator=(Initiation&&) = delete;
@@ -29,7 +31,7 @@ class Initiation {
     static_assert(std::is_move_constructible_v<Fn>, "blockpool: the callable must be movable");
     Core* core = pool_ != nullptr ? PoolAccess::core(*pool_) : PoolAccess::core(*handle_);
     OpTask<Fn, spawn_result_t<F>, std::decay_t<Handler>>::start(std::forward<Handler>(handler), core,
-                                                                 std::forward<F>(f));
+                                                                 std::forward<F>(f), mandatory_);
   }
 
  private:
@@ -38,6 +40,7 @@ class Initiation {
   const Pool* pool_ = nullptr;      // borrowed, or
   const Handle* handle_ = nullptr;  // borrowed, or pointing at owned_
   std::optional<Handle> owned_;
+  bool mandatory_ = false;
 };
 
 // Runs `f` on `pool`'s blocking threads as an Asio asynchronous operation;
@@ -45,13 +48,26 @@ class Initiation {
 // work-tracking, allocator, cancellation and lifetime rules.
 template <class F, class CompletionToken>
 auto async_spawn_blocking(const Handle& pool, F&& f, CompletionToken&& token) {
-  return net::async_initiate<CompletionToken, asio_common::signature_t<F>>(Initiation(pool), token,
+  return net::async_initiate<CompletionToken, asio_common::signature_t<F>>(Initiation(pool, false), token,
+                                                                           std::forward<F>(f));
+}
+template <class F, class CompletionToken>
+auto async_spawn_blocking(const Pool& pool, F&& f, CompletionToken&& token) {
+  return net::async_initiate<CompletionToken, asio_common::signature_t<F>>(Initiation(pool, false), token,
                                                                            std::forward<F>(f));
 }
 
+// The same for a mandatory task (Pool::spawn_mandatory_blocking): once
+// queued it runs even if the pool shuts down, or the execution context is
+// destroyed, before it starts (its stop token is not triggered by either).
 template <class F, class CompletionToken>
-auto async_spawn_blocking(const Pool& pool, F&& f, CompletionToken&& token) {
-  return net::async_initiate<CompletionToken, asio_common::signature_t<F>>(Initiation(pool), token,
+auto async_spawn_mandatory_blocking(const Handle& pool, F&& f, CompletionToken&& token) {
+  return net::async_initiate<CompletionToken, asio_common::signature_t<F>>(Initiation(pool, true), token,
+                                                                           std::forward<F>(f));
+}
+template <class F, class CompletionToken>
+auto async_spawn_mandatory_blocking(const Pool& pool, F&& f, CompletionToken&& token) {
+  return net::async_initiate<CompletionToken, asio_common::signature_t<F>>(Initiation(pool, true), token,
                                                                            std::forward<F>(f));
 }
 

@@ -34,11 +34,11 @@ class OpTask final : public TaskBase, public Batched, public PendingOp {
   using slot_type = net::associated_cancellation_slot_t<Handler>;
 
   template <class H, class F>
-  static void start(H&& handler, Core* core, F&& f) {
+  static void start(H&& handler, Core* core, F&& f, bool mandatory) {
     OpAlloc alloc(net::get_associated_allocator(handler));
     OpTask* op = allocate(alloc);
     try {
-      ::new (static_cast<void*>(op)) OpTask(std::forward<H>(handler), alloc, std::forward<F>(f));
+      ::new (static_cast<void*>(op)) OpTask(std::forward<H>(handler), alloc, std::forward<F>(f), mandatory);
     } catch (...) {
       deallocate(alloc, op);
       throw;
@@ -99,8 +99,8 @@ class OpTask final : public TaskBase, public Batched, public PendingOp {
   };
 
   template <class H, class F>
-  OpTask(H&& handler, const OpAlloc& alloc, F&& f)
-      : TaskBase(&kOps, /*mandatory=*/false),
+  OpTask(H&& handler, const OpAlloc& alloc, F&& f, bool mandatory)
+      : TaskBase(&kOps, mandatory),
         alloc_(alloc),
         handler_(std::forward<H>(handler)),
         work_(track_work(executor())),
@@ -163,9 +163,10 @@ class OpTask final : public TaskBase, public Batched, public PendingOp {
 
   // The pool runs the task: not if the context abandoned the operation
   // meanwhile (nobody can receive the result): the callable is then dropped.
+  // A mandatory task runs anyway: its effect (a write) is what was asked for.
   static std::uint32_t run_task(TaskBase* b) noexcept {
     auto* op = static_cast<OpTask*>(b);
-    if (op->abandoned()) {
+    if (op->abandoned() && !op->mandatory()) {
       op->body_.drop({JoinError::Kind::kCancelled, JoinError::Reason::kAborted, {}});
       return kCancelled;
     }
@@ -314,7 +315,9 @@ class OpTask final : public TaskBase, public Batched, public PendingOp {
     auto* op = static_cast<OpTask*>(p);
     op->clear_slot();
     op->destroy_operation_state();
-    if (op->state() == kRunning) op->request_stop();  // a stoppable task: nobody wants its result
+    // A running stoppable task: nobody wants its result (a mandatory one is
+    // left alone, as shutdown leaves it).
+    if (!op->mandatory() && op->state() == kRunning) op->request_stop();
     if (op->end_abandon()) op->release();  // the task ended meanwhile and left us its reference
   }
 
