@@ -280,8 +280,13 @@ TEST(AsioAdapter, AssociatedAllocatorOnIoContextServesTheState) {
     asio::io_context io(one_thread ? 1 : BP_ASIO_HINT_DEFAULT);
     AllocCounts counts;
     bool called = false;
+    Gate gate;  // the task ends only after the first count: its completion allocates too
     bpa::async_spawn_blocking(
-        pool, [] { return std::string(100, 'x'); },
+        pool,
+        [&gate] {
+          EXPECT_TRUE(gate.wait());
+          return std::string(100, 'x');
+        },
         asio::bind_executor(io, asio::bind_allocator(CountingAllocator<void>(&counts),
                                                      [&](std::exception_ptr e, std::string s) {
                                                        EXPECT_FALSE(e);
@@ -289,6 +294,7 @@ TEST(AsioAdapter, AssociatedAllocatorOnIoContextServesTheState) {
                                                        called = true;
                                                      })));
     EXPECT_EQ(counts.allocations.load(), 1);
+    gate.open();
     io.run();
     EXPECT_TRUE(called);
     EXPECT_EQ(counts.allocations.load(), one_thread ? 1 : 2);
