@@ -5,6 +5,7 @@
 #include <sched.h>
 
 #include <algorithm>
+#include <stdexcept>
 #include <cerrno>
 #include <limits>
 #include <new>
@@ -51,10 +52,39 @@ std::shared_ptr<Core> Core::create(Config config) {
   return core;
 }
 
+namespace {
+bool any_bound(const Config& c) {
+  if (c.max_queued != kUnbounded) return true;
+  for (const auto& lane : c.lanes)
+    if (lane.second.max_queued != kUnbounded) return true;
+  return false;
+}
+}  // namespace
+
 Core::Core(Config config)
     : config_(std::move(config)),
       clock_(config_.clock ? config_.clock : system_clock()),
-      cpus_(usable_cpus()) {}
+      cpus_(usable_cpus()),
+      bounded_(any_bound(config_)),
+      record_latency_(config_.record_latency),
+      watch_(static_cast<bool>(config_.on_slow_task)) {
+  lanes_.push_back(std::make_unique<Lane>(std::string(), LaneOptions{}));
+  for (const auto& [name, options] : config_.lanes) lanes_.push_back(std::make_unique<Lane>(name, options));
+  if (watch_) {
+    // The threshold in ticks of the latency clock (its first calibration
+    // takes about a millisecond, here rather than on a worker).
+    const double ticks = static_cast<double>(config_.slow_threshold.count()) / ns_per_tick();
+    watch_threshold_ticks_ = ticks >= 1.8e19 ? UINT64_MAX : static_cast<std::uint64_t>(ticks);
+  }
+}
+
+unsigned Core::lane_index(const std::string& name) const {
+  // The default lane (index 0) is not declared, so not found by name: its
+  // handle is Pool::handle().
+  for (std::size_t i = 1; i < lanes_.size(); ++i)
+    if (lanes_[i]->name == name) return static_cast<unsigned>(i);
+  throw std::invalid_argument("blockpool: no lane named \"" + name + "\" (declare it with Builder::lane)");
+}
 
 Core::~Core() {
   if (!clock_->is_real_time()) clock_->remove_observer(this);
@@ -72,7 +102,9 @@ Core::~Core() {
 
 growth::Snapshot Core::snapshot_locked() const noexcept {
   growth::Snapshot s;
-  s.queued = static_cast<std::size_t>(queue_depth());
+  // Held tasks wait for their lane's room, not for a thread.
+  const std::uint64_t depth = queue_depth();
+  s.queued = static_cast<std::size_t>(depth > held_total_ ? depth - held_total_ : 0);
   s.threads = threads_;
   s.starting = starting_;
   s.idle = idle_count_;
@@ -101,15 +133,44 @@ void cancel_unqueued(TaskBase* task) noexcept {
 }
 }  // namespace
 
-void Core::submit(TaskBase* task) noexcept {
+void Core::submit(TaskBase* task, bool wait) noexcept {
+  // Its queue wait starts now (before the lock: contention is queue wait).
+  if (record_latency_) task->spawn_ticks_ = ticks();
   Actions a;
-  bool rejected = false;
+  enum class Outcome { kQueued, kHeld, kWaiting, kCancelled, kRejected } outcome = Outcome::kQueued;
+  const unsigned li = task->lane();
   {
     std::lock_guard lk(mu_);
     spawned_.store(spawned_.load(kRelaxed) + 1, kRelaxed);  // only under mu_
+    if (li != 0) lanes_[li]->spawned.fetch_add(1, kRelaxed);
     if (shutdown_) {
-      rejected = true;
-    } else {
+      outcome = Outcome::kCancelled;
+    } else if (bounded_ && !task->mandatory() && lane_max_queued(li) != kUnbounded) {
+      // Admission control. A waiter queues behind earlier waiters even if
+      // room has just appeared: waiters are let in in the order they came.
+      Lane& lane = *lanes_[li];
+      const bool waiters = lane.waiting > lane.waiter_tombstones.load(kRelaxed);
+      const bool full = lane_depth_locked(li) >= lane_max_queued(li);
+      if (full || (wait && waiters)) {
+        if (!wait) {
+          outcome = Outcome::kRejected;
+        } else if (task->begin_admission_wait()) {
+          lane.waiters.push(task);
+          ++lane.waiting;
+          outcome = Outcome::kWaiting;
+        }
+        // else: aborted before it could wait; it goes in as a tombstone,
+        // as note_aborted counted it.
+      }
+    }
+    if (outcome == Outcome::kQueued && li != 0 && lane_full_locked(li)) {
+      // Its lane runs (or has queued) as many tasks as it may run: it waits
+      // in the lane's held list, where no thread is woken or grown for it.
+      hold_locked(*lanes_[li], task);
+      count_entry_locked(task);
+      outcome = Outcome::kHeld;
+    }
+    if (outcome == Outcome::kQueued) {
       queue_push_locked(task);
       last_spawn_cpu_ = sched_getcpu();  // no syscall: glibc reads the rseq area (or the vDSO)
       if (spinners_ + waking_ > 0) {
@@ -137,12 +198,23 @@ void Core::submit(TaskBase* task) noexcept {
       }
     }
   }
-  if (rejected) {
-    m_.cancelled.fetch_add(1, std::memory_order_release);  // before the handle ends; see metrics()
-    cancel_unqueued(task);
-    return;
+  switch (outcome) {
+    case Outcome::kQueued:
+      perform(a);
+      return;
+    case Outcome::kHeld:     // started later, by a worker when its lane has room
+    case Outcome::kWaiting:  // let in (or cancelled) later, by whoever makes room (or shuts down)
+      return;
+    case Outcome::kCancelled:
+      count_end(li, kCancelled);  // before the handle ends; see metrics()
+      cancel_unqueued(task);
+      return;
+    case Outcome::kRejected:
+      lanes_[li]->rejected.fetch_add(1, std::memory_order_release);  // see metrics()
+      task->ops_->drop(task, {JoinError::Kind::kRejected, JoinError::Reason::kQueueFull, {}});
+      task->end_for_pool(kCancelled);
+      return;
   }
-  perform(a);
 }
 
 void Core::reserve_first_worker_locked(Actions& a) noexcept {
@@ -261,45 +333,166 @@ std::size_t Core::start_threads(std::size_t workers, bool controller) noexcept {
 }
 
 void Core::take_queued_locked(TaskChain& out, bool keep_mandatory) noexcept {
-  TaskBase* t = queue_take_all_locked();
-  while (t != nullptr) {
-    TaskBase* next = t->next_;
-    t->next_ = nullptr;
-    if (keep_mandatory && t->mandatory() && t->state() == kQueued) {
-      queue_push_locked(t);
-    } else if (t->claim_from_queued(kAborting)) {
-      out.push(t);
-    } else {
-      reap_tombstone(t);
+  // Claims every startable task of `chain` onto `out`, or keeps it (a
+  // mandatory one, with keep_mandatory) through `keep`.
+  auto sort = [&](TaskBase* t, auto&& keep) {
+    while (t != nullptr) {
+      TaskBase* next = t->next_;
+      t->next_ = nullptr;
+      if (keep_mandatory && t->mandatory() && t->state() == kQueued) {
+        keep(t);
+      } else if (t->claim_from_queued(kAborting)) {
+        out.push(t);
+      } else {
+        reap_tombstone(t);
+      }
+      t = next;
     }
-    t = next;
+  };
+  sort(queue_take_all_locked(), [&](TaskBase* t) { queue_push_locked(t); });
+  for (std::size_t li = 1; li < lanes_.size(); ++li) {
+    Lane& lane = *lanes_[li];
+    TaskBase* held = lane.held.take_all();
+    held_total_ -= lane.held_count;
+    lane.held_count = 0;
+    for (TaskBase* t = held; t != nullptr; t = t->next_) leave_queue_locked(t);
+    sort(held, [&](TaskBase* t) {
+      count_entry_locked(t);
+      hold_locked(lane, t);
+    });
+  }
+  // Admission waiters are never mandatory: all of them go.
+  for (auto& lane_ptr : lanes_) {
+    Lane& lane = *lane_ptr;
+    TaskBase* t = lane.waiters.take_all();
+    lane.waiting = 0;
+    while (t != nullptr) {
+      TaskBase* next = t->next_;
+      t->next_ = nullptr;
+      if (t->claim_from_queued(kAborting)) {
+        out.push(t);
+      } else {
+        reap_waiter_tombstone(t);
+      }
+      t = next;
+    }
   }
 }
 
+void Core::count_end(unsigned li, std::uint32_t final_state) noexcept {
+  // release: before the handle ends, see metrics() (ended counts never
+  // exceed spawned).
+  std::atomic<std::uint64_t>& pool = final_state == kCancelled ? m_.cancelled : m_.failed;
+  pool.fetch_add(1, std::memory_order_release);
+  if (li != 0) (final_state == kCancelled ? lanes_[li]->cancelled : lanes_[li]->failed).fetch_add(1, std::memory_order_release);
+}
+
 void Core::end_tasks(TaskChain& tasks, const JoinErrorInfo& e) noexcept {
-  const bool spawn_failure = e.kind == JoinError::Kind::kSpawnFailure;
+  const std::uint32_t final_state = e.kind == JoinError::Kind::kSpawnFailure ? kFailed : kCancelled;
   TaskBase* t = tasks.head;
   tasks.head = tasks.tail = nullptr;
   while (t != nullptr) {
     TaskBase* next = t->next_;
     t->next_ = nullptr;
-    (spawn_failure ? m_.failed : m_.cancelled).fetch_add(1, std::memory_order_release);
+    count_end(t->lane(), final_state);
     t->ops_->drop(t, e);
-    t->end_for_pool(spawn_failure ? kFailed : kCancelled);
+    t->end_for_pool(final_state);
     t = next;
   }
 }
 
-TaskBase* Core::pop_locked() noexcept {
-  while (!queue_.empty()) {
-    TaskBase* t = queue_pop_locked();
-    if (t->start_from_queued()) {
-      ++started_tasks_;
-      return t;
-    }
+bool Core::start_popped_locked(TaskBase* t) noexcept {
+  if (!t->start_from_queued()) {
     reap_tombstone(t);
+    return false;
   }
-  return nullptr;
+  ++started_tasks_;
+  ++running_tasks_;
+  const unsigned li = t->lane();
+  if (li != 0) ++lanes_[li]->running;
+  return true;
+}
+
+TaskBase* Core::pop_locked() noexcept {
+  // Lanes keep, for each: running + (its tasks in the queue) <= max_running.
+  // A task spawned beyond that waits in its lane's held list (lane_full_locked),
+  // so every task in the queue can start when a thread reaches it, and a held
+  // task starts once its lane has room, before newer ones of its lane.
+  for (;;) {
+    if (held_total_ > 0) {
+      for (std::size_t li = 1; li < lanes_.size(); ++li) {
+        Lane& lane = *lanes_[li];
+        while (!lane.held.empty() && lane.running + (lane.queued - lane.held_count) < lane.max_running) {
+          TaskBase* t = lane.held.pop();
+          --lane.held_count;
+          --held_total_;
+          leave_queue_locked(t);
+          const bool started = start_popped_locked(t);
+          if (bounded_) admit_waiters_locked(static_cast<unsigned>(li));
+          if (started) return t;
+        }
+      }
+    }
+    if (queue_.empty()) return nullptr;
+    TaskBase* t = queue_.pop();
+    const unsigned li = t->lane();
+    if (li != 0 && lanes_[li]->running >= lanes_[li]->max_running && t->state() == kQueued) {
+      // Not expected (see above); if it happens, the lane's cap still holds.
+      hold_locked(*lanes_[li], t);
+      continue;
+    }
+    leave_queue_locked(t);
+    const bool started = start_popped_locked(t);
+    if (bounded_) admit_waiters_locked(li);
+    if (started) return t;
+    // A tombstone left the queue: a held task of its lane may start now.
+  }
+}
+
+void Core::task_ended_locked(unsigned li) noexcept {
+  --running_tasks_;
+  if (li != 0) --lanes_[li]->running;  // a held task of the lane may start now: pop_locked looks
+}
+
+bool Core::lane_full_locked(unsigned li) const noexcept {
+  const Lane& lane = *lanes_[li];
+  // Its tasks running, plus those in the pool's queue (which will start as
+  // soon as a thread reaches them), against its cap; or older ones held.
+  const std::size_t in_queue = lane.queued - lane.held_count;
+  return !lane.held.empty() || lane.running + in_queue >= lane.max_running;
+}
+
+void Core::hold_locked(Lane& lane, TaskBase* t) noexcept {
+  lane.held.push(t);
+  ++lane.held_count;
+  ++held_total_;
+}
+
+std::uint64_t Core::lane_depth_locked(unsigned li) const noexcept {
+  if (li != 0) {
+    const Lane& lane = *lanes_[li];
+    const std::uint64_t dead = lane.tombstones.load(kRelaxed);
+    return lane.queued > dead ? lane.queued - dead : 0;
+  }
+  std::uint64_t depth = queue_depth();
+  for (std::size_t i = 1; i < lanes_.size(); ++i) {
+    const std::uint64_t d = lane_depth_locked(static_cast<unsigned>(i));
+    depth = depth > d ? depth - d : 0;
+  }
+  return depth;
+}
+
+void Core::admit_waiters_locked(unsigned li) noexcept {
+  Lane& lane = *lanes_[li];
+  while (!lane.waiters.empty() && lane_depth_locked(li) < lane_max_queued(li)) {
+    TaskBase* t = lane.waiters.pop();
+    --lane.waiting;
+    if (t->end_admission_wait()) {
+      queue_push_locked(t);  // a worker is about to look at the queue (our caller)
+    } else {
+      reap_waiter_tombstone(t);
+    }
+  }
 }
 
 void Core::reap_tombstone(TaskBase* t) noexcept {
@@ -309,58 +502,120 @@ void Core::reap_tombstone(TaskBase* t) noexcept {
   // under mu_ cannot deadlock.
   while (t->state() == kAborting) sched_yield();
   tombstones_.fetch_sub(1, kRelaxed);  // counted by note_aborted, in kAborting
+  if (const unsigned li = t->lane(); li != 0) lanes_[li]->tombstones.fetch_sub(1, kRelaxed);
   t->release();
 }
 
-void Core::note_aborted(TaskBase* task) noexcept {
+void Core::reap_waiter_tombstone(TaskBase* t) noexcept {
+  while (t->state() == kAborting) sched_yield();  // as in reap_tombstone
+  lanes_[t->lane()]->waiter_tombstones.fetch_sub(1, kRelaxed);
+  t->release();
+}
+
+void Core::note_aborted(TaskBase* task, bool was_waiting) noexcept {
+  const unsigned li = task->lane();
+  count_end(li, kCancelled);
+  constexpr std::uint64_t kSweepMin = 64;  // see below
+  if (was_waiting) {
+    // The same rule for admission waiters: a full queue whose waiters are
+    // cancelled one after another must not keep them all.
+    Lane& lane = *lanes_[li];
+    const std::uint64_t dead = lane.waiter_tombstones.fetch_add(1, kRelaxed) + 1;
+    if (dead < kSweepMin) return;
+    std::unique_lock lk(mu_, std::try_to_lock);
+    if (lk.owns_lock() && dead * 2 >= lane.waiting) sweep_waiters_locked(lane, task);
+    return;
+  }
+  if (li != 0) lanes_[li]->tombstones.fetch_add(1, kRelaxed);
   const std::uint64_t dead = tombstones_.fetch_add(1, kRelaxed) + 1;
-  m_.cancelled.fetch_add(1, std::memory_order_release);  // see metrics()
   // Aborted tasks stay linked (and allocated) until something unlinks them.
   // Once they are at least kSweepMin and half of the queue's entries, unlink
   // them all: each sweep is paid for by as many aborts as it removes, and
   // the queue never holds more dead entries than max(kSweepMin, live ones).
   // Only try the lock: whoever holds it may be waiting for `task` to leave
   // kAborting (see reap_tombstone); the next abort, pop or sweep then does it.
-  constexpr std::uint64_t kSweepMin = 64;
   if (dead < kSweepMin || dead * 2 < queued_.load(kRelaxed)) return;
   std::unique_lock lk(mu_, std::try_to_lock);
   if (lk.owns_lock()) sweep_tombstones_locked(task);
 }
 
 void Core::sweep_tombstones_locked(TaskBase* self) noexcept {
-  TaskBase* t = queue_take_all_locked();
+  // Keeps a live entry (or one whose aborter is still counting it) through
+  // `keep`, drops the others.
+  auto sweep = [&](TaskBase* t, auto&& keep) {
+    while (t != nullptr) {
+      TaskBase* next = t->next_;
+      t->next_ = nullptr;
+      const std::uint32_t st = t->state();
+      if (t == self) {
+        // Our caller's own task: it holds a reference of its own (a handle's
+        // or an operation's), so dropping the pool's cannot free the block.
+        leave_queue_locked(t);
+        tombstones_.fetch_sub(1, kRelaxed);
+        if (const unsigned li = t->lane(); li != 0) lanes_[li]->tombstones.fetch_sub(1, kRelaxed);
+        t->release();
+      } else if (st == kQueued || st == kAborting) {
+        keep(t);
+      } else {
+        leave_queue_locked(t);
+        reap_tombstone(t);  // done with the pool: no wait
+      }
+      t = next;
+    }
+  };
+  TaskBase* all = queue_.take_all();
+  sweep(all, [&](TaskBase* t) { queue_.push(t); });
+  for (std::size_t li = 1; li < lanes_.size(); ++li) {
+    Lane& lane = *lanes_[li];
+    TaskBase* held = lane.held.take_all();
+    held_total_ -= lane.held_count;
+    lane.held_count = 0;
+    sweep(held, [&](TaskBase* t) { hold_locked(lane, t); });
+  }
+  if (bounded_)
+    for (std::size_t li = 0; li < lanes_.size(); ++li) admit_waiters_locked(static_cast<unsigned>(li));
+}
+
+void Core::sweep_waiters_locked(Lane& lane, TaskBase* self) noexcept {
+  TaskBase* t = lane.waiters.take_all();
+  lane.waiting = 0;
   while (t != nullptr) {
     TaskBase* next = t->next_;
     t->next_ = nullptr;
     const std::uint32_t st = t->state();
     if (t == self) {
-      // Our caller's own task: it holds a reference of its own (a handle's
-      // or an operation's), so dropping the pool's cannot free the block.
-      tombstones_.fetch_sub(1, kRelaxed);
-      t->release();
+      lane.waiter_tombstones.fetch_sub(1, kRelaxed);
+      t->release();  // the pool's reference; our caller holds its own
     } else if (st == kQueued || st == kAborting) {
-      queue_push_locked(t);  // alive, or its aborter is still counting it
+      lane.waiters.push(t);
+      ++lane.waiting;
     } else {
-      reap_tombstone(t);  // done with the pool: no wait
+      reap_waiter_tombstone(t);
     }
     t = next;
   }
 }
 
-void Core::queue_push_locked(TaskBase* t) noexcept {
-  queue_.push(t);
+void Core::count_entry_locked(TaskBase* t) noexcept {
   // Only under mu_. release: the spawn's spawned_ store comes first (see metrics()).
   queued_.store(queued_.load(kRelaxed) + 1, std::memory_order_release);
+  if (const unsigned li = t->lane(); li != 0) ++lanes_[li]->queued;
 }
 
-TaskBase* Core::queue_pop_locked() noexcept {
+void Core::leave_queue_locked(TaskBase* t) noexcept {
   queued_.store(queued_.load(kRelaxed) - 1, kRelaxed);
-  return queue_.pop();
+  if (const unsigned li = t->lane(); li != 0) --lanes_[li]->queued;
+}
+
+void Core::queue_push_locked(TaskBase* t) noexcept {
+  queue_.push(t);
+  count_entry_locked(t);
 }
 
 TaskBase* Core::queue_take_all_locked() noexcept {
-  queued_.store(0, kRelaxed);
-  return queue_.take_all();
+  TaskBase* all = queue_.take_all();
+  for (TaskBase* t = all; t != nullptr; t = t->next_) leave_queue_locked(t);
+  return all;
 }
 
 std::uint64_t Core::queue_depth() const noexcept {
@@ -515,7 +770,7 @@ bool Core::shutdown(std::chrono::nanoseconds timeout) {
   }
 }
 
-Metrics Core::metrics() const noexcept {
+Metrics Core::metrics() const {
   Metrics r;
   // Ended tasks first, then the queue, then spawned: every task counted as
   // ended or queued was counted as spawned before (its spawn's counter store
@@ -528,6 +783,7 @@ Metrics Core::metrics() const noexcept {
     r.failed += s.failed.load(std::memory_order_acquire);
   }
   r.cancelled = m_.cancelled.load(std::memory_order_acquire);
+  for (const auto& lane : lanes_) r.rejected += lane->rejected.load(std::memory_order_acquire);
   r.queue_depth = queue_depth();
   r.spawned = spawned_.load(kRelaxed);
   r.threads = m_.threads.load(kRelaxed);
@@ -537,6 +793,67 @@ Metrics Core::metrics() const noexcept {
   r.spawn_failures = m_.spawn_failures.load(kRelaxed);
   r.peak_threads = m_.peak_threads.load(kRelaxed);
   r.hook_errors = m_.hook_errors.load(kRelaxed);
+  r.slow_tasks = slow_tasks_.load(kRelaxed);
+
+  // Lanes: the declared ones count for themselves; the default lane is the
+  // pool minus them. Gauges under mu_, so a lane's running and queued agree.
+  const double ns_per = record_latency_ ? ns_per_tick() : 1.0;
+  r.lanes.resize(lanes_.size());
+  std::uint64_t running_now = 0;
+  {
+    std::lock_guard lk(mu_);
+    for (std::size_t li = 0; li < lanes_.size(); ++li) {
+      const Lane& lane = *lanes_[li];
+      LaneMetrics& m = r.lanes[li];
+      m.name = lane.name;
+      if (li != 0) {
+        m.running = lane.running;
+        m.queue_depth = lane_depth_locked(static_cast<unsigned>(li));
+      }
+      const std::uint64_t waiting = lane.waiting;
+      const std::uint64_t dead = lane.waiter_tombstones.load(kRelaxed);
+      r.admission_waiting += waiting > dead ? waiting - dead : 0;
+    }
+    r.lanes[0].queue_depth = lane_depth_locked(0);
+    running_now = running_tasks_;
+  }
+  LaneMetrics& def = r.lanes[0];
+  def.spawned = r.spawned;
+  def.completed = r.completed;
+  def.failed = r.failed;
+  def.cancelled = r.cancelled;
+  std::uint64_t others_running = 0;
+  for (std::size_t li = 1; li < lanes_.size(); ++li) {
+    const Lane& lane = *lanes_[li];
+    LaneMetrics& m = r.lanes[li];
+    m.completed = lane.completed.load(std::memory_order_acquire);
+    m.failed = lane.failed.load(std::memory_order_acquire);
+    m.cancelled = lane.cancelled.load(std::memory_order_acquire);
+    m.spawned = lane.spawned.load(kRelaxed);
+    // Clamped: the two reads are not one transaction.
+    auto minus = [](std::uint64_t a, std::uint64_t b) { return a > b ? a - b : 0; };
+    def.spawned = minus(def.spawned, m.spawned);
+    def.completed = minus(def.completed, m.completed);
+    def.failed = minus(def.failed, m.failed);
+    def.cancelled = minus(def.cancelled, m.cancelled);
+    others_running += m.running;
+  }
+  for (std::size_t li = 0; li < lanes_.size(); ++li) r.lanes[li].rejected = lanes_[li]->rejected.load(std::memory_order_acquire);
+  def.running = running_now > others_running ? running_now - others_running : 0;
+
+  // Histograms: each lane's shards, and the pool's as their sum.
+  std::vector<std::uint64_t> counts(Histogram::kBuckets);
+  for (std::size_t li = 0; li < lanes_.size(); ++li) {
+    const Lane& lane = *lanes_[li];
+    for (const bool wait : {true, false}) {
+      std::fill(counts.begin(), counts.end(), 0);
+      std::uint64_t sum = 0;
+      for (const LatencyShard& shard : lane.latency) (wait ? shard.queue_wait : shard.run_time).add_to(counts.data(), sum);
+      Histogram h = Histogram::from_ticks(counts.data(), sum, ns_per);
+      (wait ? r.queue_wait : r.run_time) += h;
+      (wait ? r.lanes[li].queue_wait : r.lanes[li].run_time) = std::move(h);
+    }
+  }
   return r;
 }
 
@@ -545,9 +862,24 @@ void submit(Core* core, TaskBase* task) noexcept {
     cancel_unqueued(task);
     return;
   }
-  core->submit(task);
+  core->submit(task, false);
 }
 
-Metrics metrics(const Core* core) noexcept { return core == nullptr ? Metrics{} : core->metrics(); }
+void submit_or_wait(Core* core, TaskBase* task) noexcept {
+  if (core == nullptr) {
+    cancel_unqueued(task);
+    return;
+  }
+  core->submit(task, true);
+}
+
+Metrics metrics(const Core* core) {
+  if (core != nullptr) return core->metrics();
+  Metrics m;
+  m.lanes.resize(1);  // an empty Handle: the default lane, empty
+  return m;
+}
+
+unsigned lane_index(const Core* core, const std::string& name) { return core->lane_index(name); }
 
 }  // namespace blockpool::detail

@@ -52,14 +52,17 @@
 #include <system_error>
 #include <vector>
 
+#include "blockpool/detail/ticks.hpp"
+
 #include "blockpool/builder.hpp"
 #include "blockpool/clock.hpp"
 #include "blockpool/detail/spin.hpp"
 #include "blockpool/detail/task.hpp"
 #include "blockpool/metrics.hpp"
 #include "growth.hpp"
+#include "lane.hpp"
+#include "task_chain.hpp"
 
-#define BLOCKPOOL_GUARDED_BY(m)  // documentation: the field is guarded by mutex m
 
 namespace blockpool::detail {
 
@@ -98,36 +101,17 @@ struct Worker {
   // Written and read only by the thread that begins shutdown (once), to
   // chain the workers it wakes after releasing mu_.
   Worker* wake_next = nullptr;
-};
-
-// A singly linked chain of tasks through TaskBase::next_, for tasks taken off
-// the queue under mu_ and ended after it (collecting them never allocates).
-// The pool's queue is one too.
-struct TaskChain {
-  TaskBase* head = nullptr;
-  TaskBase* tail = nullptr;
-  [[nodiscard]] bool empty() const noexcept { return head == nullptr; }
-  void push(TaskBase* t) noexcept {
-    t->next_ = nullptr;
-    if (tail != nullptr)
-      tail->next_ = t;
-    else
-      head = t;
-    tail = t;
-  }
-  TaskBase* pop() noexcept {  // precondition: !empty()
-    TaskBase* t = head;
-    head = t->next_;
-    if (head == nullptr) tail = nullptr;
-    t->next_ = nullptr;
-    return t;
-  }
-  // Empties the chain and returns its first task (the rest linked by next_).
-  TaskBase* take_all() noexcept {
-    TaskBase* t = head;
-    head = tail = nullptr;
-    return t;
-  }
+  // The thread's OS name; written by the worker before it joins the list of
+  // all workers (under mu_), then read-only (the watchdog reports it).
+  std::string name;
+  // The task it runs, for the slow-task watchdog (only when the pool has
+  // one). All guarded by Core::mu_: set when the task is popped, `running`
+  // cleared when the worker next takes the lock.
+  bool running = false;
+  bool slow_reported = false;      // reported to on_slow_task already
+  std::uint64_t run_start = 0;     // ticks (detail/ticks.hpp)
+  const char* run_name = nullptr;  // TaskOptions::name
+  unsigned run_lane = 0;
 };
 
 // What to do once mu_ is released.
@@ -149,8 +133,12 @@ class Core final : public std::enable_shared_from_this<Core>, private Clock::Obs
   Core& operator=(const Core&) = delete;
 
   // ---- core.cpp ----
-  void submit(TaskBase* task) noexcept;
-  [[nodiscard]] Metrics metrics() const noexcept;
+  // Queues a task (see detail::submit). With `wait`, a full queue keeps the
+  // task waiting for room instead of rejecting it (detail::submit_or_wait).
+  void submit(TaskBase* task, bool wait) noexcept;
+  [[nodiscard]] Metrics metrics() const;
+  // The index of the lane `name` (0: ""); throws std::invalid_argument.
+  [[nodiscard]] unsigned lane_index(const std::string& name) const;
   // Begins shutdown (first call only), then waits up to `timeout` for every
   // thread (but the caller's own) to exit, and joins them.
   bool shutdown(std::chrono::nanoseconds timeout);
@@ -160,7 +148,8 @@ class Core final : public std::enable_shared_from_this<Core>, private Clock::Obs
   // (task included) so that their memory is freed now rather than when a
   // worker reaches them. Must not block on mu_ (a worker or shutdown may
   // hold it while it waits for `task` to leave kAborting): it only tries it.
-  void note_aborted(TaskBase* task) noexcept;
+  // `was_waiting`: it was waiting for room (admission), not queued.
+  void note_aborted(TaskBase* task, bool was_waiting) noexcept;
 
   // ---- worker.cpp ----
   void run_worker(Worker* w) noexcept;
@@ -179,8 +168,36 @@ class Core final : public std::enable_shared_from_this<Core>, private Clock::Obs
   void take_queued_locked(TaskChain& out, bool keep_mandatory) noexcept;
   // Ends every task of the chain with `e` (after mu_ is released).
   void end_tasks(TaskChain& tasks, const JoinErrorInfo& e) noexcept;
-  TaskBase* pop_locked() noexcept;  // next startable task (kQueued -> kRunning), or null
+  // The next startable task (kQueued -> kRunning), or null: the oldest held
+  // task of a lane that has room, else the first in the queue whose lane has
+  // room (tasks of a lane at its cap go to its held list on the way).
+  TaskBase* pop_locked() noexcept;
+  // A task popped to start: the accounting of its start. False if it had
+  // been aborted (it is reaped).
+  bool start_popped_locked(TaskBase* t) noexcept;
   void reap_tombstone(TaskBase* t) noexcept;
+  // Whether a new task of lane `li` must wait in its held list.
+  [[nodiscard]] bool lane_full_locked(unsigned li) const noexcept;
+  // Appends `t` to `lane`'s held list (its entry counts are the caller's).
+  void hold_locked(Lane& lane, TaskBase* t) noexcept;
+  // A task of lane `li` ended on a worker (which holds mu_ again).
+  void task_ended_locked(unsigned li) noexcept;
+  // Tasks of lane `li` waiting to start (queued or held, not aborted).
+  [[nodiscard]] std::uint64_t lane_depth_locked(unsigned li) const noexcept;
+  [[nodiscard]] std::size_t lane_max_queued(unsigned li) const noexcept {
+    return li == 0 ? config_.max_queued : lanes_[li]->max_queued;
+  }
+  // Lets admission waiters of lane `li` into the queue while it has room.
+  void admit_waiters_locked(unsigned li) noexcept;
+  // Counts a task of lane `li` ending with `final_state` (kCompleted,
+  // kFailed, kCancelled; rejected tasks are counted apart), release order.
+  void count_end(unsigned li, std::uint32_t final_state) noexcept;
+  // The slow-task watchdog, on the controller thread (mu_ held through `lk`;
+  // released while the callback runs). Reports the tasks running for the
+  // threshold and sets watch_deadline_ to the next one due.
+  void watch_slow_tasks(std::unique_lock<std::mutex>& lk) noexcept;
+  // watch_deadline_ as a steady_clock time (max if none).
+  [[nodiscard]] std::chrono::steady_clock::time_point watch_deadline_locked() const noexcept;
   // Unlinks the aborted tasks (tombstones) from the queue and releases the
   // pool's references to them, but for those still in kAborting (their
   // aborters are mid-way; a later sweep or pop takes them) and `self`, which
@@ -190,7 +207,14 @@ class Core final : public std::enable_shared_from_this<Core>, private Clock::Obs
   // controller that must exist beside it (see "Locking" above).
   void reserve_first_worker_locked(Actions& a) noexcept;
   void queue_push_locked(TaskBase* t) noexcept;
-  TaskBase* queue_pop_locked() noexcept;       // precondition: !queue_.empty()
+  // The pool's entry counts (queued_, a lane's `queued`): an entry added to
+  // the queue or a held list, or leaving it.
+  void count_entry_locked(TaskBase* t) noexcept;
+  void leave_queue_locked(TaskBase* t) noexcept;
+  // An admission waiter found aborted (as reap_tombstone, for waiters).
+  void reap_waiter_tombstone(TaskBase* t) noexcept;
+  // As sweep_tombstones_locked, for a lane's admission waiters.
+  void sweep_waiters_locked(Lane& lane, TaskBase* self) noexcept;
   TaskBase* queue_take_all_locked() noexcept;  // the whole chain, oldest first
   // Logical queue depth: queued tasks not aborted. Exact under mu_.
   [[nodiscard]] std::uint64_t queue_depth() const noexcept;
@@ -274,6 +298,24 @@ class Core final : public std::enable_shared_from_this<Core>, private Clock::Obs
   // this. Incremented by the aborter in kAborting; decremented under mu_ by
   // whoever unlinks the task.
   alignas(64) std::atomic<std::uint64_t> tombstones_{0};
+
+  // ---- lanes and admission control ----
+  // One per lane, the default lane (index 0, named "") first. Built in the
+  // constructor and never changed: a Lane lives as long as the Core.
+  std::vector<std::unique_ptr<Lane>> lanes_;
+  std::size_t held_total_ BLOCKPOOL_GUARDED_BY(mu_) = 0;  // tasks in the lanes' held lists
+  std::size_t running_tasks_ BLOCKPOOL_GUARDED_BY(mu_) = 0;  // tasks started and not yet ended
+  // Whether any lane has a queue bound: without one, spawns skip admission.
+  const bool bounded_;
+
+  // ---- latency and the slow-task watchdog ----
+  const bool record_latency_;  // immutable: Config::record_latency
+  const bool watch_;           // immutable: an on_slow_task callback is set
+  std::uint64_t watch_threshold_ticks_ = 0;  // immutable after construction
+  // The start (ticks) + threshold of the earliest running task not yet
+  // reported; UINT64_MAX when none is watched.
+  std::uint64_t watch_deadline_ BLOCKPOOL_GUARDED_BY(mu_) = UINT64_MAX;
+  std::atomic<std::uint64_t> slow_tasks_{0};
 
   // ---- metrics: atomics, relaxed (see header comment) ----
   // On their own cache lines, away from the spawn path. (Tasks that ran are

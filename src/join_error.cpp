@@ -5,6 +5,8 @@ namespace blockpool {
 
 namespace {
 std::string describe(JoinError::Kind kind, JoinError::Reason reason, const std::error_code& code) {
+  if (kind == JoinError::Kind::kRejected)
+    return "blockpool: task rejected (its queue was full: max_queued)";
   if (kind == JoinError::Kind::kSpawnFailure) {
     std::string s = "blockpool: no thread could be created to run the task";
     if (code) s += ": " + code.message();

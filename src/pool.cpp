@@ -35,8 +35,10 @@ detail::Core* Pool::core() const {
 
 Handle Pool::handle() const {
   (void)core();
-  return Handle(core_);
+  return Handle(core_, 0);
 }
+
+Handle Pool::lane(const std::string& name) const { return Handle(core_, detail::lane_index(core(), name)); }
 
 bool Pool::shutdown(std::chrono::nanoseconds timeout) { return core()->shutdown(timeout); }
 

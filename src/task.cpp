@@ -40,7 +40,7 @@ void TaskBase::finish(std::uint32_t final_state) noexcept {
   // acq_rel: release publishes the stored result to every reader that
   // acquires the state; acquire orders us after a waiter's bit-setting CAS.
   // The mandatory bit is immutable, so reading it apart from the exchange is safe.
-  const std::uint32_t keep = state_.load(std::memory_order_relaxed) & (kMandatoryBit | kHandOffBit);
+  const std::uint32_t keep = state_.load(std::memory_order_relaxed) & kFixedBits;
   if ((keep & kHandOffBit) != 0) {
     // Only the pool ends a hand-off task, once: nobody waits on it (no
     // JoinHandle) and its continuation was set before it was shared. Release
@@ -118,11 +118,13 @@ bool TaskBase::sleep_until_final(std::int64_t steady_deadline_ns) noexcept {
 }
 
 bool TaskBase::cancel_if_queued() noexcept {
-  if (!claim_from_queued(kAborting)) return false;
-  // Still in the queue (or about to be popped): this thread ends it. The
-  // Core is alive: a queued task keeps its pool's threads from exiting, and
-  // whoever unlinks us waits until we leave kAborting (just below).
-  if (core_ != nullptr) core_->note_aborted(this);
+  std::uint32_t prev = 0;
+  if (!claim_from_queued(kAborting, &prev)) return false;
+  // Still in the queue, a lane's held list or the admission waiters (or
+  // about to be popped): this thread ends it. The Core is alive: a queued
+  // task keeps its pool's threads from exiting, and whoever unlinks us waits
+  // until we leave kAborting (just below).
+  if (core_ != nullptr) core_->note_aborted(this, (prev & kAdmissionWaitBit) != 0);
   leave_aborting();  // from here on this thread does not touch the Core
   ops_->drop(this, {JoinError::Kind::kCancelled, JoinError::Reason::kAborted, {}});
   finish(kCancelled);

@@ -102,7 +102,9 @@ void Core::run_worker(Worker* w) noexcept {
   run_hook(config_.on_thread_start, m_.hook_errors);
 
   RunShard& shard = run_shards_[w->index % kRunShards];
+  const std::size_t latency_shard = w->index % kLatencyShards;
   std::unique_lock lk(mu_);
+  w->name = std::move(name);  // before the watchdog can see us
   --starting_;
   w->all_prev = nullptr;
   w->all_next = all_head_;
@@ -132,15 +134,42 @@ void Core::run_worker(Worker* w) noexcept {
           arm_controller_locked(a);
         }
       }
+      const unsigned li = t->lane();
+      std::uint64_t start = 0;
+      if (watch_) {
+        // Published for the watchdog; the first running task it watches
+        // gives it a deadline (it sleeps without one while nothing runs).
+        start = ticks();
+        w->running = true;
+        w->slow_reported = false;
+        w->run_start = start;
+        w->run_name = t->name_;
+        w->run_lane = li;
+        if (watch_deadline_ == UINT64_MAX) {
+          watch_deadline_ = start + std::min(watch_threshold_ticks_, UINT64_MAX - start);
+          a.wake_controller = true;
+        }
+      }
       lk.unlock();
       perform(a);
       if (finished != nullptr) finished->release();
+      const std::uint64_t spawned_at = t->spawn_ticks_;  // read now: the block may go when it ends
+      if (record_latency_ && start == 0) start = ticks();
       const std::uint32_t outcome = t->ops_->run(t);
+      if (record_latency_) {
+        // Recorded before the end is published, as the counters are.
+        LatencyShard& ls = lanes_[li]->latency[latency_shard];
+        ls.queue_wait.record(start > spawned_at ? start - spawned_at : 0);
+        const std::uint64_t end = ticks();
+        ls.run_time.record(end > start ? end - start : 0);
+      }
       // release: see Core::metrics() (ended counts never exceed spawned).
       if (outcome == kCancelled) {
-        m_.cancelled.fetch_add(1, std::memory_order_release);  // dropped unrun (see TaskBase::Ops)
+        count_end(li, kCancelled);  // dropped unrun (see TaskBase::Ops)
       } else {
         (outcome == kCompleted ? shard.completed : shard.failed).fetch_add(1, std::memory_order_release);
+        if (li != 0)
+          (outcome == kCompleted ? lanes_[li]->completed : lanes_[li]->failed).fetch_add(1, std::memory_order_release);
       }
       if (published) {
         t->finish(outcome);
@@ -154,6 +183,8 @@ void Core::run_worker(Worker* w) noexcept {
         t->end_for_pool(outcome);
       }
       lk.lock();
+      task_ended_locked(li);
+      w->running = false;
       continue;
     }
     if (w->current != nullptr) {
@@ -297,9 +328,15 @@ void Core::run_controller() noexcept {
     if (nothing_to_grow_for()) break;
     if (!controller_armed_) {
       // Exits with the last worker (see core.hpp); the next first worker
-      // brings a new controller.
+      // brings a new controller. Sleeps without a timeout unless the
+      // watchdog has a running task to check on.
       if (threads_ == 0) break;
-      ctl_cv_.wait(lk);
+      if (watch_deadline_ == UINT64_MAX) {
+        ctl_cv_.wait(lk);
+      } else {
+        ctl_cv_.wait_until(lk, watch_deadline_locked());
+      }
+      if (watch_) watch_slow_tasks(lk);
       interval = std::max(growth::grace_for(steady_clock::now() - last_stall_), backoff);
       continue;
     }
@@ -308,7 +345,10 @@ void Core::run_controller() noexcept {
     const auto began = steady_clock::now();
     const std::chrono::nanoseconds cpu_began = process_cpu_time();
     const auto until = began + interval;
-    while (!nothing_to_grow_for() && steady_clock::now() < until) ctl_cv_.wait_until(lk, until);
+    while (!nothing_to_grow_for() && steady_clock::now() < until) {
+      ctl_cv_.wait_until(lk, std::min(until, watch_deadline_locked()));
+      if (watch_) watch_slow_tasks(lk);
+    }
     if (nothing_to_grow_for()) break;
     const auto woke = steady_clock::now();
     const auto elapsed = woke - began;
@@ -369,6 +409,64 @@ void Core::run_controller() noexcept {
   lk.unlock();
   if (a.has_join) pthread_join(a.join, nullptr);
   set_current_pool_core(nullptr);
+}
+
+std::chrono::steady_clock::time_point Core::watch_deadline_locked() const noexcept {
+  using std::chrono::steady_clock;
+  if (watch_deadline_ == UINT64_MAX) return steady_clock::time_point::max();
+  const std::uint64_t now = ticks();
+  const auto now_s = steady_clock::now();
+  if (watch_deadline_ <= now) return now_s;
+  const double ns = static_cast<double>(watch_deadline_ - now) * ns_per_tick();
+  if (ns >= 1e18) return steady_clock::time_point::max();  // centuries: as good as never
+  return now_s + std::chrono::nanoseconds(static_cast<std::int64_t>(ns) + 1);
+}
+
+void Core::watch_slow_tasks(std::unique_lock<std::mutex>& lk) noexcept {
+  if (watch_deadline_ == UINT64_MAX) return;
+  const std::uint64_t now = ticks();
+  if (now < watch_deadline_) return;
+  // The tasks that have run for the threshold and were not reported yet;
+  // the next deadline is the earliest among the others.
+  struct Due {
+    const char* name;
+    const Lane* lane;
+    std::uint64_t ran;  // ticks
+    std::string thread;
+  };
+  std::vector<Due> due;  // allocates only when a task is slow
+  std::uint64_t next = UINT64_MAX;
+  for (Worker* w = all_head_; w != nullptr; w = w->all_next) {
+    if (!w->running || w->slow_reported) continue;
+    const std::uint64_t ran = now > w->run_start ? now - w->run_start : 0;
+    if (ran >= watch_threshold_ticks_) {
+      w->slow_reported = true;
+      try {
+        due.push_back(Due{w->run_name, lanes_[w->run_lane].get(), ran, w->name});
+      } catch (...) {
+        m_.hook_errors.fetch_add(1, kRelaxed);  // out of memory: this report is lost, counted
+      }
+    } else {
+      next = std::min(next, w->run_start + std::min(watch_threshold_ticks_, UINT64_MAX - w->run_start));
+    }
+  }
+  watch_deadline_ = next;
+  if (due.empty()) return;
+  // The callback runs with mu_ released, on this thread (the controller).
+  lk.unlock();
+  const double ns_per = ns_per_tick();
+  for (const Due& d : due) {
+    slow_tasks_.fetch_add(1, kRelaxed);
+    const SlowTask report{d.name != nullptr ? std::string_view(d.name) : std::string_view(), d.lane->name,
+                          std::chrono::nanoseconds(static_cast<std::int64_t>(static_cast<double>(d.ran) * ns_per)),
+                          d.thread};
+    try {
+      config_.on_slow_task(report);
+    } catch (...) {
+      m_.hook_errors.fetch_add(1, kRelaxed);
+    }
+  }
+  lk.lock();
 }
 
 }  // namespace blockpool::detail

@@ -6,7 +6,8 @@ blockpool_add_test(asio_coro_test SOURCES asio_coro_test.cpp)
 # (the same sources, built with BLOCKPOOL_TEST_BOOST_ASIO; see asio_flavour.hpp).
 #   asio_adapter_test   tokens, executors, allocators, cancellation, batching
 #   asio_lifetime_test  io_contexts that die first, strands, batching nobody can observe
-set(BLOCKPOOL_ASIO_FLAVOUR_TESTS asio_adapter asio_lifetime)
+#   asio_admission_test awaitable admission (a full queue makes operations wait), lanes
+set(BLOCKPOOL_ASIO_FLAVOUR_TESTS asio_adapter asio_lifetime asio_admission)
 if(TARGET blockpool::asio)
   foreach(t IN LISTS BLOCKPOOL_ASIO_FLAVOUR_TESTS)
     blockpool_add_test(${t}_test SOURCES ${t}_test.cpp LIBS blockpool::asio)

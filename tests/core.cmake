@@ -18,6 +18,8 @@ set(BLOCKPOOL_CORE_TESTS
   reentrancy
   signal
   duration
+  admission
+  latency
 )
 foreach(t IN LISTS BLOCKPOOL_CORE_TESTS)
   blockpool_add_test(${t}_test SOURCES ${t}_test.cpp TIMEOUT 120 LABELS core)

@@ -3,9 +3,13 @@
 
 #include "blockpool/builder.hpp"
 #include "blockpool/clock.hpp"
+#include "blockpool/histogram.hpp"
 #include "blockpool/join_error.hpp"
 #include "blockpool/join_handle.hpp"
 #include "blockpool/metrics.hpp"
+#include "blockpool/lane.hpp"
 #include "blockpool/pool.hpp"
+#include "blockpool/prometheus.hpp"
+#include "blockpool/task_options.hpp"
 #include "blockpool/testing.hpp"
 #include "blockpool/version.hpp"

@@ -22,11 +22,16 @@
 #include <chrono>
 #include <cstddef>
 #include <functional>
+#include <limits>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "blockpool/clock.hpp"
 #include "blockpool/detail/duration.hpp"
+#include "blockpool/lane.hpp"
+#include "blockpool/task_options.hpp"
 #include "blockpool/testing.hpp"
 
 namespace blockpool {
@@ -44,9 +49,21 @@ struct Config {
   std::function<void()> on_thread_stop;
   std::shared_ptr<Clock> clock;  // null: system_clock()
   testing::ThreadFaultInjector thread_fault;  // tests only
+  // Admission control: queued tasks of the default lane, at most.
+  std::size_t max_queued = std::numeric_limits<std::size_t>::max();
+  // Declared lanes, in order (the default lane is not listed).
+  std::vector<std::pair<std::string, LaneOptions>> lanes;
+  // The slow-task watchdog: off while the callback is empty.
+  std::chrono::nanoseconds slow_threshold{0};
+  std::function<void(const SlowTask&)> on_slow_task;
+  // Whether queue-wait and run-time histograms are recorded.
+  bool record_latency = true;
 };
 
 namespace detail {
+// Lanes a pool may have, the default lane included (a task's lane index is
+// kept in 16 bits of its state word).
+inline constexpr std::size_t kMaxLanes = 1u << 16;
 // Throws std::invalid_argument naming the first bad setting of `config`.
 void validate_config(const Config& config);
 }  // namespace detail
@@ -107,6 +124,45 @@ class Builder {
   Builder& clock(std::shared_ptr<Clock> c) {
     config_.clock = std::move(c);
     clock_set_ = true;
+    return *this;
+  }
+  // Admission control: at most `n` tasks of the default lane wait to start.
+  // A spawn that finds the queue full never blocks: spawn_blocking returns a
+  // handle that has already ended with a JoinError whose is_rejected() is
+  // true (the callable never runs; metrics().rejected counts it);
+  // async_spawn_blocking waits, without blocking any thread, until there is
+  // room (see asio.hpp). Mandatory spawns are never rejected (they may exceed
+  // the bound). 0 is an error; the default is unbounded.
+  Builder& max_queued(std::size_t n) {
+    config_.max_queued = n;
+    return *this;
+  }
+  // Declares a lane (lane.hpp). A name declared twice, an empty name, or a
+  // zero in `options` is an error at build().
+  Builder& lane(std::string name, LaneOptions options = {}) {
+    config_.lanes.emplace_back(std::move(name), options);
+    return *this;
+  }
+  // The slow-task watchdog: `callback` runs once for each task still running
+  // `threshold` after it started, on the pool's own controller thread (never
+  // the slow task's, never under the pool's lock), with the task's name,
+  // lane, how long it has run and its thread's name. Keep it short (log,
+  // count): growth decisions wait while it runs. An exception from it is
+  // caught and counted in Metrics::hook_errors. A pool with no slow task pays
+  // no periodic wake-up for it: the watchdog sleeps without a timeout while
+  // no task runs, and wakes at most once per threshold while tasks do. A
+  // negative threshold is an error; any duration type is accepted.
+  template <class Rep, class Period>
+  Builder& on_slow_task(std::chrono::duration<Rep, Period> threshold, std::function<void(const SlowTask&)> callback) {
+    config_.slow_threshold = detail::saturating_ns(threshold);
+    config_.on_slow_task = std::move(callback);
+    return *this;
+  }
+  // Whether the pool records queue-wait and run-time histograms (default:
+  // yes; they cost a clock read on the spawn path and one per task on the
+  // worker). Off, Metrics' histograms stay empty.
+  Builder& record_latency(bool on) {
+    config_.record_latency = on;
     return *this;
   }
   // Test seam: see testing::ThreadFaultInjector.

@@ -6,7 +6,10 @@
 //                the pool could not create a thread to run it (JoinError,
 //                is_spawn_failure());
 //   * cancelled: it never ran: aborted before it started, dropped by shutdown,
-//                or spawned after shutdown began (JoinError, is_cancelled()).
+//                or spawned after shutdown began (JoinError, is_cancelled());
+//   * rejected:  it never ran: spawned while its queue was full
+//                (Builder::max_queued, a lane's max_queued; JoinError,
+//                is_rejected()).
 //
 // JoinError is an ordinary value type; copying it is cheap and thread-safe.
 #pragma once
@@ -22,6 +25,7 @@ class JoinError : public std::exception {
   enum class Kind {
     kCancelled,     // aborted before start, dropped by shutdown, spawn after shutdown
     kSpawnFailure,  // the OS refused to create a thread and no thread could run it
+    kRejected,      // spawned while its queue was full (admission control)
   };
 
   // Reasons for cancellation, for messages and diagnostics only.
@@ -30,12 +34,14 @@ class JoinError : public std::exception {
     kShutdown,        // queued when shutdown began
     kSpawnAfterShutdown,  // spawned after shutdown began, or after the pool was gone
     kSpawnFailed,     // see Kind::kSpawnFailure
+    kQueueFull,       // see Kind::kRejected
   };
 
   JoinError(Kind kind, Reason reason, std::error_code code = {});
 
   [[nodiscard]] bool is_cancelled() const noexcept { return kind_ == Kind::kCancelled; }
   [[nodiscard]] bool is_spawn_failure() const noexcept { return kind_ == Kind::kSpawnFailure; }
+  [[nodiscard]] bool is_rejected() const noexcept { return kind_ == Kind::kRejected; }
   [[nodiscard]] Kind kind() const noexcept { return kind_; }
   [[nodiscard]] Reason reason() const noexcept { return reason_; }
   // The OS error for a spawn failure (for example EAGAIN); empty otherwise.

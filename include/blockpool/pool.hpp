@@ -63,11 +63,14 @@
 #include <type_traits>
 #include <utility>
 
+#include <string>
+
 #include "blockpool/builder.hpp"
 #include "blockpool/detail/duration.hpp"
 #include "blockpool/detail/task.hpp"
 #include "blockpool/join_handle.hpp"
 #include "blockpool/metrics.hpp"
+#include "blockpool/task_options.hpp"
 
 namespace blockpool {
 
@@ -76,22 +79,33 @@ class Handle;
 
 namespace detail {
 class Core;
-// Hands a freshly built task (two references) to the pool. Never throws.
+// Hands a freshly built task (two references) to the pool. Never throws. On
+// a full queue the task ends at once as rejected (JoinError::is_rejected).
 void submit(Core* core, TaskBase* task) noexcept;
-Metrics metrics(const Core* core) noexcept;
+// The same, but on a full queue the task waits, without blocking the caller,
+// until there is room (admission control for the Asio layer); it is then
+// queued in the order it arrived. Cancelled if shutdown begins first.
+void submit_or_wait(Core* core, TaskBase* task) noexcept;
+Metrics metrics(const Core* core);
+// The index of the lane named `name`; throws std::invalid_argument if the
+// pool has no such lane.
+unsigned lane_index(const Core* core, const std::string& name);
 
 template <class F>
 using spawn_result_t = task_result_t<F>;
 
 // The pool behind a Pool or Handle, for adapters that build their own task
 // blocks (asio.hpp) and hand them to submit(). Null for an empty Handle.
+// lane(): the lane a Handle spawns into (0 for a Pool).
 struct PoolAccess {
   static Core* core(const Pool& pool);
   static Core* core(const Handle& handle);
+  static unsigned lane(const Pool&) noexcept { return 0; }
+  static unsigned lane(const Handle& handle) noexcept;
 };
 
 template <class F>
-JoinHandle<spawn_result_t<F>> spawn(Core* core, F&& f, bool mandatory) {
+JoinHandle<spawn_result_t<F>> spawn(Core* core, unsigned lane, F&& f, bool mandatory, const TaskOptions& options) {
   using Fn = std::decay_t<F>;
   using R = spawn_result_t<F>;
   static_assert(std::is_invocable_v<Fn&> || kTakesStopToken<Fn>,
@@ -100,6 +114,8 @@ JoinHandle<spawn_result_t<F>> spawn(Core* core, F&& f, bool mandatory) {
   static_assert(std::is_move_constructible_v<Fn>, "blockpool: the callable must be movable");
   auto* task = new TaskImpl<Fn, R>(std::forward<F>(f), mandatory);
   task->core_ = core;
+  task->set_lane(lane);
+  task->name_ = options.name;
   JoinHandle<R> handle = HandleAccess::make<R>(task, &task->result());
   submit(core, task);
   return handle;
@@ -120,17 +136,21 @@ class Pool {
   ~Pool();
 
   template <class F>
-  JoinHandle<detail::spawn_result_t<F>> spawn_blocking(F&& f) {
-    return detail::spawn(core(), std::forward<F>(f), false);
+  JoinHandle<detail::spawn_result_t<F>> spawn_blocking(F&& f, const TaskOptions& options = {}) {
+    return detail::spawn(core(), 0, std::forward<F>(f), false, options);
   }
   // Like spawn_blocking, but once queued the task runs even if shutdown
-  // begins before it starts (shutdown waits for it).
+  // begins before it starts (shutdown waits for it). Never rejected by a
+  // full queue (it may exceed max_queued).
   template <class F>
-  JoinHandle<detail::spawn_result_t<F>> spawn_mandatory_blocking(F&& f) {
-    return detail::spawn(core(), std::forward<F>(f), true);
+  JoinHandle<detail::spawn_result_t<F>> spawn_mandatory_blocking(F&& f, const TaskOptions& options = {}) {
+    return detail::spawn(core(), 0, std::forward<F>(f), true, options);
   }
 
   [[nodiscard]] Handle handle() const;
+  // A Handle that spawns into the lane `name` (lane.hpp). Throws
+  // std::invalid_argument if the pool declared no such lane.
+  [[nodiscard]] Handle lane(const std::string& name) const;
   [[nodiscard]] Metrics metrics() const { return detail::metrics(core()); }
 
   // See "Shutdown" above. Returns true if every thread has exited (and been
@@ -156,26 +176,28 @@ class Handle {
   Handle() = default;  // empty: every spawn yields a cancelled handle
 
   template <class F>
-  JoinHandle<detail::spawn_result_t<F>> spawn_blocking(F&& f) const {
-    return detail::spawn(core(), std::forward<F>(f), false);
+  JoinHandle<detail::spawn_result_t<F>> spawn_blocking(F&& f, const TaskOptions& options = {}) const {
+    return detail::spawn(core(), lane_, std::forward<F>(f), false, options);
   }
   template <class F>
-  JoinHandle<detail::spawn_result_t<F>> spawn_mandatory_blocking(F&& f) const {
-    return detail::spawn(core(), std::forward<F>(f), true);
+  JoinHandle<detail::spawn_result_t<F>> spawn_mandatory_blocking(F&& f, const TaskOptions& options = {}) const {
+    return detail::spawn(core(), lane_, std::forward<F>(f), true, options);
   }
   [[nodiscard]] Metrics metrics() const { return detail::metrics(core()); }
 
  private:
   friend class Pool;
   friend struct detail::PoolAccess;
-  explicit Handle(std::shared_ptr<detail::Core> core) noexcept : core_(std::move(core)) {}
+  Handle(std::shared_ptr<detail::Core> core, unsigned lane) noexcept : core_(std::move(core)), lane_(lane) {}
   detail::Core* core() const;
   std::shared_ptr<detail::Core> core_;
+  unsigned lane_ = 0;  // the lane spawns go to (0: the default lane)
 };
 
 namespace detail {
 inline Core* PoolAccess::core(const Pool& pool) { return pool.core(); }
 inline Core* PoolAccess::core(const Handle& handle) { return handle.core(); }
+inline unsigned PoolAccess::lane(const Handle& handle) noexcept { return handle.lane_; }
 }  // namespace detail
 
 }  // namespace blockpool

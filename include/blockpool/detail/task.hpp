@@ -76,6 +76,17 @@ inline constexpr std::uint32_t kMandatoryBit = 0x200;
 // reference, the pool's, and ending it passes that reference to its
 // continuation (see hand_off_to).
 inline constexpr std::uint32_t kHandOffBit = 0x400;
+// Set (under the pool lock, only while the state is kQueued) when the task
+// waits for room in a full queue (admission control), cleared when it is let
+// in. An aborter that claims the task sees it in the state it replaced, and
+// so knows the task is not in the queue.
+inline constexpr std::uint32_t kAdmissionWaitBit = 0x800;
+// The task's lane (0: the default lane): set before the block is shared,
+// never changes.
+inline constexpr unsigned kLaneShift = 16;
+inline constexpr std::uint32_t kLaneMask = 0xffffu << kLaneShift;
+// The bits every transition keeps.
+inline constexpr std::uint32_t kFixedBits = kMandatoryBit | kHandOffBit | kLaneMask;
 
 inline constexpr bool is_final(std::uint32_t s) noexcept { return (s & kStateMask) >= kCompleted; }
 
@@ -153,15 +164,46 @@ class TaskBase {
 
   // Moves kQueued -> `to`, keeping the waiter bit. Returns false if the task
   // has already left kQueued.
-  bool claim_from_queued(std::uint32_t to) noexcept {
+  // `prev`, if given, receives the state word it replaced.
+  bool claim_from_queued(std::uint32_t to, std::uint32_t* prev = nullptr) noexcept {
     std::uint32_t s = state_.load(std::memory_order_relaxed);
     while ((s & kStateMask) == kQueued) {
       // acq_rel: acquire so the claimer sees the spawner's writes to the
       // callable (published by the queue lock or by the handle); release so
       // kAborting/kRunning is seen with them.
       if (state_.compare_exchange_weak(s, (s & ~kStateMask) | to, std::memory_order_acq_rel,
-                                       std::memory_order_relaxed))
+                                       std::memory_order_relaxed)) {
+        if (prev != nullptr) *prev = s;
         return true;
+      }
+    }
+    return false;
+  }
+
+  // ---- Lanes and admission control (under the pool lock) ----
+  [[nodiscard]] unsigned lane() const noexcept {
+    // Relaxed: set before the block is shared, never changes.
+    return (state_.load(std::memory_order_relaxed) & kLaneMask) >> kLaneShift;
+  }
+  // Before the block is shared.
+  void set_lane(unsigned lane) noexcept {
+    state_.store((state_.load(std::memory_order_relaxed) & ~kLaneMask) | (std::uint32_t{lane} << kLaneShift),
+                 std::memory_order_relaxed);
+  }
+  // Marks a queued task as waiting for room; false if it has left kQueued
+  // (aborted meanwhile). Relaxed: the pool lock orders it with the list.
+  bool begin_admission_wait() noexcept {
+    std::uint32_t s = state_.load(std::memory_order_relaxed);
+    while ((s & kStateMask) == kQueued) {
+      if (state_.compare_exchange_weak(s, s | kAdmissionWaitBit, std::memory_order_relaxed)) return true;
+    }
+    return false;
+  }
+  // Lets a waiting task in; false if it was aborted while it waited.
+  bool end_admission_wait() noexcept {
+    std::uint32_t s = state_.load(std::memory_order_relaxed);
+    while ((s & kStateMask) == kQueued) {
+      if (state_.compare_exchange_weak(s, s & ~kAdmissionWaitBit, std::memory_order_relaxed)) return true;
     }
     return false;
   }
@@ -275,11 +317,16 @@ class TaskBase {
   // ---- Fields used by the pool (src/core.cpp) ----
   TaskBase* next_ = nullptr;  // queue link; guarded by the owning Core's mutex
   Core* core_ = nullptr;      // set at spawn; valid while the task is queued or running
+  // When it was spawned, in ticks (detail/ticks.hpp), for its queue wait; 0
+  // when the pool records no latency. Written by the spawner before the
+  // task is queued, read by the worker that pops it (the pool lock orders them).
+  std::uint64_t spawn_ticks_ = 0;
+  const char* name_ = nullptr;  // TaskOptions::name (a static string); set before the block is shared
 
   const Ops* ops_;
 
  private:
-  // 40 bytes in all, so that a block with a small callable stays within the
+  // 56 bytes in all, so that a block with a small callable stays within the
   // allocator's smallest, cheapest size classes (see TaskImpl).
   std::atomic<std::uint32_t> refs_{2};
   std::atomic<std::uint32_t> state_;  // TaskState | kWaiterBit | kMandatoryBit

@@ -30,7 +30,8 @@ class Initiation {
                   "std::stop_token");
     static_assert(std::is_move_constructible_v<Fn>, "blockpool: the callable must be movable");
     Core* core = pool_ != nullptr ? PoolAccess::core(*pool_) : PoolAccess::core(*handle_);
-    OpTask<Fn, spawn_result_t<F>, std::decay_t<Handler>>::start(std::forward<Handler>(handler), core,
+    const unsigned lane = pool_ != nullptr ? 0 : PoolAccess::lane(*handle_);
+    OpTask<Fn, spawn_result_t<F>, std::decay_t<Handler>>::start(std::forward<Handler>(handler), core, lane,
                                                                  std::forward<F>(f), mandatory_);
   }
 

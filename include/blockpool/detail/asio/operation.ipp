@@ -34,7 +34,7 @@ class OpTask final : public TaskBase, public Batched, public PendingOp {
   using slot_type = net::associated_cancellation_slot_t<Handler>;
 
   template <class H, class F>
-  static void start(H&& handler, Core* core, F&& f, bool mandatory) {
+  static void start(H&& handler, Core* core, unsigned lane, F&& f, bool mandatory) {
     OpAlloc alloc(net::get_associated_allocator(handler));
     OpTask* op = allocate(alloc);
     try {
@@ -44,6 +44,7 @@ class OpTask final : public TaskBase, public Batched, public PendingOp {
       throw;
     }
     op->core_ = core;
+    op->set_lane(lane);
     // Registered first: from here on, the context's shutdown abandons the
     // operation. A context already shutting down gets no operation at all.
     if (op->svc_ != nullptr && !op->svc_->add(op)) {
@@ -71,7 +72,10 @@ class OpTask final : public TaskBase, public Batched, public PendingOp {
       // it without a read-modify-write on the block.
       op->hand_off_to(op);
     }
-    submit(core, op);
+    // On a full queue the operation waits for room (admission control),
+    // without blocking this thread; then, or if its cancellation slot fires
+    // first, it ends as any task does.
+    submit_or_wait(core, op);
   }
 
  private:

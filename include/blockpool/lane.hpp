@@ -1,0 +1,35 @@
+// blockpool/lane.hpp: lanes, named classes of tasks with their own caps.
+//
+//   blockpool::Pool pool = blockpool::Builder{}
+//       .lane("dns",  {.max_running = 2})
+//       .lane("disk", {.max_running = 8, .max_queued = 1000})
+//       .build();
+//   blockpool::Handle dns = pool.lane("dns");     // std::invalid_argument if undeclared
+//   auto h = dns.spawn_blocking([] { return resolve("example.org"); });
+//
+// A lane caps how many of its tasks run at once (max_running) and,
+// optionally, how many wait to start (max_queued, as Builder::max_queued
+// does for the pool). It owns no threads: its tasks run on the pool's. A lane
+// at its cap holds back its own queued tasks, never another lane's (no
+// head-of-line blocking across lanes); within a lane tasks start in the order
+// they were spawned, and across lanes in spawn order among those allowed to
+// start. Tasks spawned through pool.handle() or Pool::spawn_blocking go to
+// the default lane, which is capped by max_threads and Builder::max_queued.
+// Declaring a lane twice, an empty name, max_running == 0 or max_queued == 0
+// make Builder::build() throw std::invalid_argument.
+#pragma once
+
+#include <cstddef>
+#include <limits>
+
+namespace blockpool {
+
+struct LaneOptions {
+  // Tasks of the lane running at once, at most. Must be at least 1.
+  std::size_t max_running = std::numeric_limits<std::size_t>::max();
+  // Tasks of the lane waiting to start, at most (see Builder::max_queued for
+  // what a full queue does). Must be at least 1; the default is unbounded.
+  std::size_t max_queued = std::numeric_limits<std::size_t>::max();
+};
+
+}  // namespace blockpool
