@@ -3,6 +3,10 @@
 
     bench/ab.py <scenario> <runs> <binary> [<binary> ...]
 
+A binary may be given as VAR=VALUE[,VAR=VALUE...]:path to run it with those
+environment variables set, e.g. BLOCKPOOL_BENCH_NO_LATENCY=1:build/bench/blockpool_bench
+to compare the same build with latency recording off.
+
 Runs each binary once per round, round after round (alternating, so slow and
 fast phases of a VM fall on every build alike), one run at a time with
 subprocess.run, as bench/driver.py does, and prints per binary the medians of
@@ -12,6 +16,7 @@ that interpreter starts beside the benchmark and changes where the scheduler
 puts its threads (bench/README.md, "A/B runs").
 """
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -25,7 +30,11 @@ def main() -> int:
     results = {b: [] for b in binaries}
     for _ in range(runs):
         for b in binaries:
-            p = subprocess.run([b, scenario], capture_output=True, text=True, timeout=300)
+            env, path = os.environ.copy(), b
+            if "=" in b.split(":", 1)[0] and ":" in b:
+                spec, path = b.split(":", 1)
+                env.update(kv.split("=", 1) for kv in spec.split(","))
+            p = subprocess.run([path, scenario], capture_output=True, text=True, timeout=300, env=env)
             try:
                 d = json.loads(p.stdout)
             except json.JSONDecodeError:

@@ -7,6 +7,7 @@
 #include <blockpool/asio.hpp>
 #include <blockpool/blockpool.hpp>
 
+#include <cstdlib>
 #include <exception>
 
 #include <chrono>
@@ -19,6 +20,10 @@ namespace {
 blockpool::Pool make_pool(const bench::Params& p, bool idle) {
   blockpool::Builder b;
   if (idle) b.keep_alive(std::chrono::milliseconds(p.keep_alive_ms));
+  // For the A/B of latency recording's cost (bench/README.md): the library's
+  // default records queue-wait and run-time histograms.
+  if (const char* v = std::getenv("BLOCKPOOL_BENCH_NO_LATENCY"); v != nullptr && *v != '\0' && *v != '0')
+    b.record_latency(false);
   return b.build();
 }
 

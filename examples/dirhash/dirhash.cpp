@@ -353,6 +353,12 @@ class App {
                  static_cast<unsigned long long>(m.failed),
                  static_cast<unsigned long long>(m.cancelled),
                  static_cast<unsigned long long>(m.threads_retired));
+    // Every task's queue wait (spawn to start) and run time, as the pool measured them.
+    auto pms = [](std::chrono::nanoseconds d) { return static_cast<double>(d.count()) / 1e6; };
+    std::fprintf(stderr,
+                 "dirhash: pool: queue wait p50 %.3f ms, p99 %.3f ms; run time p50 %.3f ms, p99 %.3f ms\n",
+                 pms(m.queue_wait.percentile(50)), pms(m.queue_wait.percentile(99)), pms(m.run_time.percentile(50)),
+                 pms(m.run_time.percentile(99)));
   }
 
   asio::io_context& io_;
