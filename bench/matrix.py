@@ -63,7 +63,7 @@ class Cell:
         self.args = args  # scenario and options for the peer
         self.cpu = cpu  # "both" or "pinned"
         self.check = check  # JSON fields the run must echo
-        self.id = f"{family}/{'-'.join(a.lstrip('-') for a in args[1:] if a not in ('--ticks',))}/{cpu}"
+        self.id = ""  # family/variant/cpus, set by make_cells
 
     def label(self):
         return f"{self.family}: {self.variant}"
@@ -79,15 +79,18 @@ def make_cells(ticks, pin_cpu):
                 cells.append(Cell("paced", f"long {long_ms} ms every {every} ticks, {order}", args, cpu,
                                   {"order": order, "long_ms": long_ms, "long_every": every, "ticks": ticks,
                                    "loop": "epoll"}, nominal_s=(ticks + long_ms) / 1000))
+                cells[-1].id = f"paced/{long_ms}ms-{order}"
         for n in SPAWNERS:
             cells.append(Cell("contended", f"{n} spawner{'s' if n > 1 else ''}",
                               ["contended", "--spawners", str(n)], cpu, {"spawners": n}))
+            cells[-1].id = f"contended/{n}-spawners"
         for loop in LOOPS:
             cells.append(Cell("roundtrip", f"loop waits in {loop}", ["roundtrip", "--loop", loop], cpu,
                               {"loop": loop}))
+            cells[-1].id = f"roundtrip/{loop}"
     for c in cells:
         c.prefix = ["taskset", "-c", pin_cpu] if c.cpu == "pinned" else []
-        c.id = c.id.replace("/pinned", f"/pin{pin_cpu}")
+        c.id += "/both" if c.cpu == "both" else f"/pin{pin_cpu}"
     return cells
 
 
@@ -106,8 +109,10 @@ def loadavg():
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--bin", required=True, help="directory with the C++ peer executables")
-    ap.add_argument("--tokio", required=True, help="the tokio_bench executable")
+    ap.add_argument("--bin", help="directory with the C++ peer executables")
+    ap.add_argument("--tokio", help="the tokio_bench executable")
+    ap.add_argument("--from-raw", metavar="JSONL",
+                    help="run nothing: summarize the runs of an earlier matrix-raw.jsonl again")
     ap.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"))
     ap.add_argument("--quick", action="store_true", help="one run, reduced sizes (smoke check)")
     ap.add_argument("--runs", type=int, default=3, help="runs per peer x cell (default 3)")
@@ -120,6 +125,8 @@ def main():
     ap.add_argument("--peers", default=",".join(PEERS))
     ap.add_argument("--cells", default="", help="only the cells whose id matches this regex")
     args = ap.parse_args()
+    if not args.from_raw and not (args.bin and args.tokio):
+        ap.error("--bin and --tokio are required (unless --from-raw)")
 
     peers = args.peers.split(",")
     unknown = [p for p in peers if p not in PEERS]
@@ -132,7 +139,7 @@ def main():
         "std_async": "std_async_bench", "glib": "glib_bench", "glib4": "glib4_bench", "qt": "qt_bench",
         "qt128": "qt128_bench", "tbb": "tbb_bench",
     }
-    cmd = {p: [os.path.join(args.bin, exe[p])] if p != "tokio" else [args.tokio] for p in peers}
+    cmd = {p: [os.path.join(args.bin or "", exe[p])] if p != "tokio" else [args.tokio] for p in peers}
     runs = 1 if args.quick else args.runs
     ticks = 200 if args.quick and args.paced_ticks == 1000 else args.paced_ticks
     cells = make_cells(ticks, args.pin_cpu)
@@ -140,12 +147,14 @@ def main():
         cells = [c for c in cells if re.search(args.cells, c.id)]
         if not cells:
             ap.error(f"no cell id matches {args.cells!r}")
-    if not shutil.which("taskset") and any(c.cpu == "pinned" for c in cells):
+    if not args.from_raw and not shutil.which("taskset") and any(c.cpu == "pinned" for c in cells):
         ap.error("taskset not found (Debian: util-linux)")
 
     os.makedirs(args.out, exist_ok=True)
     stem = "quick-matrix" if args.quick else "matrix"
     raw_path = os.path.join(args.out, f"{stem}-raw.jsonl")
+    if args.from_raw:
+        return summarize_raw(args, cells, peers, stem)
     results = {}  # (peer, cell id) -> [json]
     failures = []
     harness_errors = 0
@@ -176,16 +185,17 @@ def main():
                     dur = time.time() - t0
                     if key not in first_dur:
                         first_dur[key] = dur
-                        if dur > args.slow_s:
-                            slow[key] = f"first run {dur:.1f} s"
-                        elif cell.nominal_s and p_json_wall(out) > 1.25 * cell.nominal_s:
-                            slow[key] = f"fell behind: {p_json_wall(out):.1f} s for a {cell.nominal_s:.1f} s mix"
+                        why = slow_reason(cell, dur, p_json_wall(out), args.slow_s)
+                        if why:
+                            slow[key] = why
                     line = out.splitlines()[-1] if out else ""
                     try:
                         d = json.loads(line)
                     except json.JSONDecodeError:
                         d = None
-                    wrong = [k for k, v in cell.check.items() if d is not None and d.get(k) != v]
+                    # A peer that reports its own failure ("error") prints no variant fields.
+                    wrong = [k for k, v in cell.check.items()
+                             if d is not None and "error" not in d and d.get(k) != v]
                     if rc != 0 or d is None or not d.get("ok") or wrong:
                         if d is None or "error" not in d or wrong:
                             harness_errors += 1
@@ -197,8 +207,8 @@ def main():
                             continue
                     load1 = float(loadavg()[0])
                     loads.append(load1)
-                    d.update({"cell": cell.id, "cpu": cell.cpu, "run": r + 1, "load1": load1,
-                              "dur_s": round(dur, 3)})
+                    d.update({"cell": cell.id, "args": cell.args, "cpu": cell.cpu, "run": r + 1,
+                              "load1": load1, "dur_s": round(dur, 3)})
                     raw.write(json.dumps(d) + "\n")
                     raw.flush()
                     if d.get("ok") and not wrong:
@@ -209,25 +219,92 @@ def main():
             print(f"== round {r + 1}/{runs}: {time.time() - t_round:.0f} s, load {' '.join(loadavg())}"
                   + (f"; about {left:.0f} s to go" if left else ""), file=sys.stderr, flush=True)
     elapsed = time.time() - t_start
-    load_end = loadavg()
+    meta = {
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "nproc": os.cpu_count(), "runs": runs,
+        "peers": peers, "paced_ticks": ticks, "pin_cpu": args.pin_cpu, "quick": args.quick,
+        "load_start": load_start, "load_end": loadavg(),
+        "load1_during": [min(loads), statistics.median(loads), max(loads)] if loads else None,
+        "elapsed_s": round(elapsed, 1),
+        "slow": {f"{p} {c}": why for (p, c), why in slow.items()},
+    }
+    report(args, cells, peers, stem, results, failures, meta)
+    return 1 if harness_errors else 0
+
+
+def slow_reason(cell, dur, wall, slow_s):
+    """Why a peer whose first run of `cell` took `dur` s (`wall` s measured by
+    the peer) runs it fewer times, or None."""
+    if dur > slow_s:
+        return f"first run: {dur:.1f} s"
+    if cell.nominal_s and wall > 1.25 * cell.nominal_s:
+        return f"fell behind: {wall:.1f} s for a {cell.nominal_s:.1f} s mix"
+    return None
+
+
+def summarize_raw(args, cells, peers, stem):
+    """--from-raw: the report of an earlier run, its runs matched to the cells
+    by the variant fields they echo (not by cell id)."""
+    results, failures, slow, loads, runs, elapsed = {}, [], {}, [], 0, 0.0
+    with open(args.from_raw) as f:
+        for line in f:
+            d = json.loads(line)
+            cell = next((c for c in cells if c.cpu == d.get("cpu") and (
+                d.get("args") == c.args if "args" in d else
+                d.get("cell") == c.id or (c.args[0] == d.get("scenario") and
+                                          all(d.get(k) == v for k, v in c.check.items())))), None)
+            if cell is None or d.get("peer") not in peers:
+                continue
+            key = (d["peer"], cell.id)
+            d["cell"] = cell.id
+            runs = max(runs, d.get("run", 1))
+            elapsed += d.get("dur_s", 0)
+            if "load1" in d:
+                loads.append(d["load1"])
+            if d.get("run") == 1:
+                why = slow_reason(cell, d.get("dur_s", 0), d.get("wall_s", 0), args.slow_s)
+                if why:
+                    slow[key] = why
+            if d.get("ok"):
+                results.setdefault(key, []).append(d)
+            else:
+                failures.append(f"{d['peer']} {cell.id} run {d.get('run')}: "
+                                f"{d.get('error') or json.dumps(d)[:300]}")
+    old = {}
+    old_json = os.path.join(args.out, f"{stem}.json")
+    if os.path.exists(old_json):
+        with open(old_json) as f:
+            old = json.load(f).get("meta", {})
+    meta = {
+        "date": old.get("date", time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(os.path.getmtime(args.from_raw)))),
+        "nproc": old.get("nproc", os.cpu_count()), "runs": runs, "peers": peers,
+        "paced_ticks": next((c.check["ticks"] for c in cells if c.family == "paced"), None),
+        "pin_cpu": args.pin_cpu, "quick": args.quick,
+        "load_start": old.get("load_start", ["?"] * 3), "load_end": old.get("load_end", ["?"] * 3),
+        "load1_during": [min(loads), statistics.median(loads), max(loads)] if loads else None,
+        "elapsed_s": old.get("elapsed_s", round(elapsed, 1)),
+        "slow": {f"{p} {c}": why for (p, c), why in slow.items()},
+        "from_raw": args.from_raw,
+    }
+    if os.path.abspath(args.from_raw) != os.path.abspath(os.path.join(args.out, f"{stem}-raw.jsonl")):
+        shutil.copyfile(args.from_raw, os.path.join(args.out, f"{stem}-raw.jsonl"))
+    report(args, cells, peers, stem, results, failures, meta)
+    return 0
+
+
+def report(args, cells, peers, stem, results, failures, meta):
+    """Writes <stem>.{md,tsv,json} and the chart; prints the table."""
+    raw_path = os.path.join(args.out, f"{stem}-raw.jsonl")
+    elapsed = meta["elapsed_s"]
 
     def med(peer, cell, field):
         vals = [d[field] for d in results.get((peer, cell.id), []) if d.get(field) is not None]
         return statistics.median(vals) if vals else None
 
-    meta = {
-        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "nproc": os.cpu_count(), "runs": runs,
-        "peers": peers, "paced_ticks": ticks, "pin_cpu": args.pin_cpu, "quick": args.quick,
-        "load_start": load_start, "load_end": load_end,
-        "load1_during": [min(loads), statistics.median(loads), max(loads)] if loads else None,
-        "elapsed_s": round(elapsed, 1),
-    }
     summary = [summarize(c, peers, med) for c in cells]
 
     write_tsv(os.path.join(args.out, f"{stem}.tsv"), cells, peers, results)
     with open(os.path.join(args.out, f"{stem}.json"), "w") as f:
         json.dump({"meta": meta, "cells": summary, "failures": failures}, f, indent=1)
-    meta["slow"] = {f"{p} {c}": why for (p, c), why in slow.items()}
     md = markdown(cells, summary, peers, med, meta, failures, results)
     md_path = os.path.join(args.out, f"{stem}.md")
     with open(md_path, "w") as f:
@@ -241,7 +318,6 @@ def main():
             print(f"wrote {chart}")
     else:
         print("gnuplot not found: no chart", file=sys.stderr)
-    return 1 if harness_errors else 0
 
 
 def best_of(cell, peers, med, field, better):
@@ -380,12 +456,16 @@ def markdown(cells, summary, peers, med, meta, failures, results):
         md.append(f"Runs per cell (in the table's order): {counts}.\n")
     if meta.get("slow"):
         md.append("## Run fewer times (could not keep up)\n")
+        md.append("Once each (`--slow-runs`): a peer whose first run of a cell took over `--slow-s` seconds, "
+                  "or finished a paced mix over 1.25x later than the mix lasts (its long tasks queued).\n")
         by_peer = {}
         for k, why in meta["slow"].items():
             peer, cell = k.split(" ", 1)
-            by_peer.setdefault(peer, []).append(f"{cell} ({why})")
-        for peer, items in by_peer.items():
-            md.append(f"- {peer}: {'; '.join(items)}")
+            kind = "fell behind the paced mix" if why.startswith("fell behind") else "slow first run"
+            by_peer.setdefault(peer, {}).setdefault(kind, []).append(f"{cell} ({why.split(': ')[-1]})")
+        for peer, kinds in by_peer.items():
+            md.append(f"- {peer}: " + "; ".join(f"{kind} in {len(items)} cell{'s' if len(items) > 1 else ''}: "
+                                                 + ", ".join(items) for kind, items in kinds.items()))
         md.append("")
     if failures:
         md.append("## Failed runs (excluded from the medians)\n")
@@ -422,6 +502,7 @@ def draw_chart(outdir, chart_path, summary, quick):
         "set xtics nomirror rotate by 30 right font 'sans,8'",
         "set datafile missing '?'",
         "set format y '%g'",
+        "set ytics (0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 1, 2, 3, 5, 10, 20, 50, 100)",
         "set bmargin 7",
     ]
     for idx, (family, title, target) in enumerate(panels):

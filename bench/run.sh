@@ -4,7 +4,7 @@
 #   bench/run.sh            # full run (~10-12 min on 2 cores): medians of 5 runs
 #   bench/run.sh --quick    # every peer x scenario once, reduced sizes (smoke check)
 #   bench/run.sh --no-micro # skip the Google Benchmark micro-benchmarks
-#   bench/run.sh --matrix   # the workload matrix instead (bench/matrix.py, ~15 min on
+#   bench/run.sh --matrix   # the workload matrix instead (bench/matrix.py, ~17 min on
 #                           # 2 cores): every peer on 60 scenario variants; no micro
 #   bench/run.sh --matrix --quick   # the matrix once, reduced sizes (~2.5 min)
 #
