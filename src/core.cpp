@@ -2,14 +2,20 @@
 // See core.hpp for the locking rules; worker.cpp for the thread loops.
 #include "core.hpp"
 
+#include <fcntl.h>
 #include <sched.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <stdexcept>
 #include <cerrno>
 #include <limits>
 #include <new>
+#include <optional>
+#include <string>
 #include <thread>
+
+#include "cpu_limit.hpp"
 
 namespace blockpool::detail {
 
@@ -34,16 +40,46 @@ void* controller_entry(void* arg) {
 Core* current_pool_core() noexcept { return tls_pool_core; }
 void set_current_pool_core(Core* core) noexcept { tls_pool_core = core; }
 
+namespace {
+// A small file's contents (a /proc or cgroup file), or nothing.
+std::optional<std::string> read_small_file(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return std::nullopt;
+  std::string contents;
+  char buf[4096];
+  for (;;) {
+    const ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      ::close(fd);
+      return std::nullopt;
+    }
+    if (n == 0 || contents.size() > (1u << 20)) break;
+    contents.append(buf, static_cast<std::size_t>(n));
+  }
+  ::close(fd);
+  return contents;
+}
+}  // namespace
+
 std::size_t usable_cpus() noexcept {
   // The CPUs this process may run on (a container's cpuset, taskset), which
-  // can be fewer than the machine's; hardware_concurrency() if unknown.
+  // can be fewer than the machine's; hardware_concurrency() if unknown...
+  std::size_t affinity = std::max(1u, std::thread::hardware_concurrency());
   cpu_set_t set;
   CPU_ZERO(&set);
   if (sched_getaffinity(0, sizeof(set), &set) == 0) {
     const int n = CPU_COUNT(&set);
-    if (n > 0) return static_cast<std::size_t>(n);
+    if (n > 0) affinity = static_cast<std::size_t>(n);
   }
-  return std::max(1u, std::thread::hardware_concurrency());
+  // ...and no more than its cgroups' CPU quota keeps busy (a container limited
+  // to 2 CPUs on a 64-core host is 2 CPUs). An unreadable quota is no limit.
+  std::size_t quota = 0;
+  try {
+    quota = cpu_limit::quota_cpus(read_small_file);
+  } catch (...) {  // std::bad_alloc reading the files
+  }
+  return cpu_limit::usable(affinity, quota);
 }
 
 std::shared_ptr<Core> Core::create(Config config) {

@@ -347,7 +347,8 @@ class Core final : public std::enable_shared_from_this<Core>, private Clock::Obs
   RunShard run_shards_[kRunShards];
 };
 
-// CPUs the calling process may run on (affinity mask), at least 1.
+// CPUs the calling process may use: its affinity mask's, lowered to its
+// cgroups' CPU quota (src/cpu_limit.hpp); at least 1.
 std::size_t usable_cpus() noexcept;
 
 // The Core whose worker is the calling thread, or null (thread-local).

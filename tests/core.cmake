@@ -32,6 +32,11 @@ target_include_directories(abort_test PRIVATE ${PROJECT_SOURCE_DIR}/src)
 blockpool_add_test(growth_policy_test SOURCES growth_policy_test.cpp LABELS core)
 target_include_directories(growth_policy_test PRIVATE ${PROJECT_SOURCE_DIR}/src)
 
+# The CPU count the policy uses (affinity mask, cgroup quota) is internal
+# (src/cpu_limit.hpp): its parsing is unit-tested on file contents.
+blockpool_add_test(cpu_limit_test SOURCES cpu_limit_test.cpp LABELS core)
+target_include_directories(cpu_limit_test PRIVATE ${PROJECT_SOURCE_DIR}/src)
+
 # Install + find_package consumer, and add_subdirectory consumer.
 if(BLOCKPOOL_INSTALL)
   add_test(NAME install_consumer

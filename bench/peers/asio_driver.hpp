@@ -49,11 +49,16 @@ namespace bench {
 template <class Peer>
 class AsioDriver {
  public:
-  AsioDriver(std::string scenario, bool quick)
+  AsioDriver(std::string scenario, const Params& p)
       : scenario_(std::move(scenario)),
-        p_(params(quick)),
+        p_(p),
         peer_(p_, scenario_ == "idle"),
-        out_(Peer::name, scenario_) {}
+        out_(Peer::name, scenario_) {
+    // --loop epoll: an I/O object makes the io_context run its reactor, so
+    // the idle loop waits in epoll_wait instead of on its condition variable.
+    if (p_.loop == LoopWait::epoll) epoll_timer_.emplace(io_);
+    describe(out_, scenario_, p_);
+  }
 
   int run() {
     loop_tid_ = std::this_thread::get_id();
@@ -70,8 +75,7 @@ class AsioDriver {
     } else if (scenario_ == "idle") {
       idle();
     } else {
-      std::fprintf(stderr, "usage: %s <flood|roundtrip|burst|contended|paced|idle> [--quick]\n",
-                   Peer::name);
+      std::fprintf(stderr, "usage: %s %s\n", Peer::name, kUsage);
       return 2;
     }
     peer_.report(out_);
@@ -124,6 +128,7 @@ class AsioDriver {
     if (count_ == target_) {
       end_ = Clock::now();
       guard_.reset();
+      if (epoll_timer_) epoll_timer_->cancel();
     }
   }
 
@@ -134,6 +139,11 @@ class AsioDriver {
 
   void run_loop() {
     guard_.emplace(io_.get_executor());
+    if (epoll_timer_) {
+      // Registered while the loop runs, as a program's pending I/O would be.
+      epoll_timer_->expires_after(std::chrono::hours(24));
+      epoll_timer_->async_wait([](const std::error_code&) {});
+    }
     io_.run();
     io_.restart();
   }
@@ -221,20 +231,20 @@ class AsioDriver {
   }
 
   void paced() {
-    const std::uint64_t longs =
-        (p_.paced_ticks + p_.paced_long_every - 1) / p_.paced_long_every * p_.paced_long_n;
-    expect(p_.paced_ticks * p_.paced_tiny + longs);
+    expect(p_.paced_ticks * p_.paced_tiny + paced_longs(p_));
     const auto tick = std::chrono::microseconds(p_.paced_tick_us);
     asio::steady_timer timer(io_);
     std::uint64_t issued = 0, id = 0;
+    std::vector<std::uint8_t> plan;
+    plan.reserve(p_.paced_tiny + p_.paced_long_n);
     Clock::time_point t0;
     std::function<void()> on_tick = [&] {
       const auto now = Clock::now();
       // Issue every tick that is due (tick k is due at t0 + k*tick).
       while (issued < p_.paced_ticks && t0 + tick * static_cast<std::int64_t>(issued) <= now) {
-        for (std::uint64_t k = 0; k < p_.paced_tiny; ++k) spawn(id++, 0, true);
-        if (issued % p_.paced_long_every == 0)
-          for (std::uint64_t k = 0; k < p_.paced_long_n; ++k) spawn(id++, p_.paced_long_ms, false);
+        tick_plan(p_, issued, plan);
+        for (const std::uint8_t is_long : plan)
+          spawn(id++, is_long ? p_.paced_long_ms : 0, /*timed=*/!is_long);
         ++issued;
       }
       if (issued < p_.paced_ticks) {
@@ -291,6 +301,7 @@ class AsioDriver {
   Params p_;
   asio::io_context io_{1};
   std::optional<asio::executor_work_guard<asio::io_context::executor_type>> guard_;
+  std::optional<asio::steady_timer> epoll_timer_;  // --loop epoll only
   Peer peer_;
   Out out_;
 
@@ -303,10 +314,12 @@ class AsioDriver {
 
 template <class Peer>
 int main_for(int argc, char** argv) {
-  std::string scenario = argc > 1 ? argv[1] : "";
-  bool quick = false;
-  for (int i = 2; i < argc; ++i) quick = quick || std::string(argv[i]) == "--quick";
-  AsioDriver<Peer> d(scenario, quick);
+  const Args a = parse_args(argc, argv);
+  if (!a.error.empty()) {
+    std::fprintf(stderr, "%s: %s\nusage: %s %s\n", Peer::name, a.error.c_str(), Peer::name, kUsage);
+    return 2;
+  }
+  AsioDriver<Peer> d(a.scenario, a.p);
   return d.run();
 }
 

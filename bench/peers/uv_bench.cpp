@@ -3,9 +3,12 @@
 // loop, in the after_work callback, which runs on the thread running uv_run.
 //
 // uv_queue_work may only be called on the loop thread, so in "contended" the
-// four spawner threads hand task ids to the loop through a mutex-protected
-// vector and uv_async_send, and the loop queues the work: that is how a libuv
+// spawner threads hand task ids to the loop through a mutex-protected vector
+// and uv_async_send, and the loop queues the work: that is how a libuv
 // program spawns from foreign threads.
+//
+// The loop always waits in epoll (uv_run): --loop cv|epoll is accepted, and
+// reported, but changes nothing here.
 #include <uv.h>
 
 #include <chrono>
@@ -27,8 +30,8 @@ using namespace bench;
 
 class UvDriver {
  public:
-  UvDriver(std::string scenario, bool quick) : scenario_(std::move(scenario)), p_(params(quick)),
-                                               out_("libuv", scenario_) {
+  UvDriver(std::string scenario, const Params& p) : scenario_(std::move(scenario)), p_(p),
+                                                    out_("libuv", scenario_) {
     uv_loop_init(&loop_);
     uv_timer_init(&loop_, &timer_);
     uv_timer_init(&loop_, &timer2_);
@@ -44,6 +47,7 @@ class UvDriver {
   int run() {
     loop_tid_ = std::this_thread::get_id();
     out_.str("libuv", uv_version_string());
+    describe(out_, scenario_, p_);
     if (scenario_ == "flood") {
       flood_or_burst(p_.flood_n, 0, true);
     } else if (scenario_ == "burst") {
@@ -57,7 +61,7 @@ class UvDriver {
     } else if (scenario_ == "idle") {
       idle();
     } else {
-      std::fprintf(stderr, "usage: uv_bench <flood|roundtrip|burst|contended|paced|idle> [--quick]\n");
+      std::fprintf(stderr, "usage: uv_bench %s\n", kUsage);
       return 2;
     }
     out_.print();
@@ -219,9 +223,8 @@ class UvDriver {
   }
 
   void paced() {
-    const std::uint64_t longs =
-        (p_.paced_ticks + p_.paced_long_every - 1) / p_.paced_long_every * p_.paced_long_n;
-    expect(p_.paced_ticks * p_.paced_tiny + longs);
+    expect(p_.paced_ticks * p_.paced_tiny + paced_longs(p_));
+    plan_.reserve(p_.paced_tiny + p_.paced_long_n);
     tick_ = std::chrono::microseconds(p_.paced_tick_us);
     issued_ = id_ = 0;
     Sampler s;
@@ -239,9 +242,9 @@ class UvDriver {
     const auto now = Clock::now();
     // Issue every tick that is due (tick k is due at t0 + k*tick).
     while (issued_ < p_.paced_ticks && t0_ + tick_ * static_cast<std::int64_t>(issued_) <= now) {
-      for (std::uint64_t k = 0; k < p_.paced_tiny; ++k) spawn(id_++, 0, true);
-      if (issued_ % p_.paced_long_every == 0)
-        for (std::uint64_t k = 0; k < p_.paced_long_n; ++k) spawn(id_++, p_.paced_long_ms, false);
+      tick_plan(p_, issued_, plan_);
+      for (const std::uint8_t is_long : plan_)
+        spawn(id_++, is_long ? p_.paced_long_ms : 0, /*timed=*/!is_long);
       ++issued_;
     }
     if (issued_ < p_.paced_ticks) {
@@ -300,6 +303,7 @@ class UvDriver {
   Clock::time_point end_{}, t0_{};
   std::chrono::microseconds tick_{};
   std::uint64_t issued_ = 0, id_ = 0;
+  std::vector<std::uint8_t> plan_;
   long threads_check_ = 0;
 
   std::mutex inbox_mu_;
@@ -309,9 +313,11 @@ class UvDriver {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string scenario = argc > 1 ? argv[1] : "";
-  bool quick = false;
-  for (int i = 2; i < argc; ++i) quick = quick || std::string(argv[i]) == "--quick";
-  UvDriver d(scenario, quick);
+  const Args a = parse_args(argc, argv);
+  if (!a.error.empty()) {
+    std::fprintf(stderr, "uv_bench: %s\nusage: uv_bench %s\n", a.error.c_str(), kUsage);
+    return 2;
+  }
+  UvDriver d(a.scenario, a.p);
   return d.run();
 }

@@ -1,6 +1,12 @@
 // Tokio peer of the blockpool comparative benchmark.
 //
-//   tokio_bench <flood|roundtrip|burst|contended|paced|idle> [--quick]
+//   tokio_bench <flood|roundtrip|burst|contended|paced|idle> [--quick] [variant options]
+//
+// The variant options are bench/peers/scenarios.hpp's (--loop cv|epoll,
+// --spawners N, --order after|before|random, --long-ms N, --long-every N,
+// --ticks N, --seed N); see there. --loop epoll builds the runtime with its
+// I/O driver (enable_io: the loop parks in epoll_wait through mio); cv, the
+// default, with its timer only (it parks on a condition variable).
 //
 // The event loop is a current_thread runtime (the thread that calls
 // block_on); tasks go to Tokio's blocking pool with spawn_blocking and the
@@ -32,6 +38,7 @@ struct Params {
     burst_n: u64,
     burst_sleep_ms: u64,
     cont_threads: u64,
+    cont_total: u64,
     cont_per: u64,
     paced_ticks: u64,
     paced_tick_us: u64,
@@ -39,9 +46,27 @@ struct Params {
     paced_long_every: u64,
     paced_long_n: u64,
     paced_long_ms: u64,
+    paced_order: Order,
+    paced_seed: u64,
     idle_ms: u64,
     idle_check_ms: u64,
     keep_alive_ms: u64,
+    loop_epoll: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Order {
+    After,
+    Before,
+    Random,
+}
+
+fn order_name(o: Order) -> &'static str {
+    match o {
+        Order::After => "after",
+        Order::Before => "before",
+        Order::Random => "random",
+    }
 }
 
 fn params(quick: bool) -> Params {
@@ -51,6 +76,7 @@ fn params(quick: bool) -> Params {
         burst_n: 256,
         burst_sleep_ms: 20,
         cont_threads: 4,
+        cont_total: 200_000,
         cont_per: 50_000,
         paced_ticks: 2_000,
         paced_tick_us: 1_000,
@@ -58,14 +84,18 @@ fn params(quick: bool) -> Params {
         paced_long_every: 10,
         paced_long_n: 2,
         paced_long_ms: 50,
+        paced_order: Order::After,
+        paced_seed: 1,
         idle_ms: 2_000,
         idle_check_ms: 1_500,
         keep_alive_ms: 1_000,
+        loop_epoll: false,
     };
     if quick {
         p.flood_n = 20_000;
         p.rt_n = 2_000;
         p.burst_n = 64;
+        p.cont_total = 20_000;
         p.cont_per = 5_000;
         p.paced_ticks = 300;
         p.idle_ms = 600;
@@ -73,6 +103,92 @@ fn params(quick: bool) -> Params {
         p.keep_alive_ms = 300;
     }
     p
+}
+
+const USAGE: &str = "usage: tokio_bench <flood|roundtrip|burst|contended|paced|idle> [--quick] \
+[--loop cv|epoll] [--spawners N] [--order after|before|random] [--long-ms N] [--long-every N] \
+[--ticks N] [--seed N]";
+
+// scenarios.hpp's parse_args: the scenario, then --quick and the variant options.
+fn parse_args(args: &[String]) -> Result<(String, Params), String> {
+    let scenario = args.get(1).cloned().unwrap_or_default();
+    let quick = args.iter().skip(2).any(|a| a == "--quick");
+    let mut p = params(quick);
+    let mut spawners_set = false;
+    let mut i = 2;
+    while i < args.len() {
+        let opt = args[i].as_str();
+        i += 1;
+        if opt == "--quick" {
+            continue;
+        }
+        let val = args.get(i).ok_or_else(|| format!("option {} needs a value", opt))?.as_str();
+        i += 1;
+        let number = |lo: u64, hi: u64| -> Result<u64, String> {
+            match val.parse::<u64>() {
+                Ok(n) if n >= lo && n <= hi => Ok(n),
+                _ => Err(format!("bad value '{}' for {}", val, opt)),
+            }
+        };
+        match opt {
+            "--loop" => {
+                p.loop_epoll = match val {
+                    "cv" => false,
+                    "epoll" => true,
+                    _ => return Err("--loop takes cv or epoll".into()),
+                }
+            }
+            "--order" => {
+                p.paced_order = match val {
+                    "after" => Order::After,
+                    "before" => Order::Before,
+                    "random" => Order::Random,
+                    _ => return Err("--order takes after, before or random".into()),
+                }
+            }
+            "--spawners" => {
+                p.cont_threads = number(1, 256)?;
+                spawners_set = true;
+            }
+            "--long-ms" => p.paced_long_ms = number(0, 60_000)?,
+            "--long-every" => p.paced_long_every = number(1, 1_000_000)?,
+            "--ticks" => p.paced_ticks = number(1, 1_000_000)?,
+            "--seed" => p.paced_seed = number(0, u64::MAX)?,
+            _ => return Err(format!("unknown option {}", opt)),
+        }
+    }
+    if spawners_set {
+        p.cont_per = p.cont_total / p.cont_threads;
+    }
+    Ok((scenario, p))
+}
+
+// scenarios.hpp's mix64 (splitmix64) and tick_plan: tick k's spawns in
+// order, 0 for a tiny task and 1 for a long one.
+fn mix64(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^ (x >> 31)
+}
+
+fn tick_plan(p: &Params, k: u64, kinds: &mut Vec<u8>) {
+    kinds.clear();
+    let longs = if k % p.paced_long_every == 0 { p.paced_long_n } else { 0 };
+    if p.paced_order == Order::Before {
+        kinds.extend(std::iter::repeat(1u8).take(longs as usize));
+    }
+    kinds.extend(std::iter::repeat(0u8).take(p.paced_tiny as usize));
+    if p.paced_order != Order::Before {
+        kinds.extend(std::iter::repeat(1u8).take(longs as usize));
+    }
+    if p.paced_order == Order::Random && longs != 0 {
+        let mut state = mix64(p.paced_seed ^ mix64(k));
+        for i in (1..kinds.len()).rev() {
+            state = mix64(state);
+            kinds.swap(i, (state % (i as u64 + 1)) as usize);
+        }
+    }
 }
 
 #[inline]
@@ -256,9 +372,12 @@ fn finish_common(
     out.i("peak_threads", peak as i64 - harness_threads as i64);
 }
 
-fn runtime(keep_alive: Option<Duration>) -> Runtime {
+fn runtime(keep_alive: Option<Duration>, epoll: bool) -> Runtime {
     let mut b = Builder::new_current_thread();
     b.enable_time();
+    if epoll {
+        b.enable_io();
+    }
     if let Some(ka) = keep_alive {
         b.thread_keep_alive(ka);
     }
@@ -272,15 +391,31 @@ fn sleep_task(ms: u64, i: u64) -> u64 {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let scenario = args.get(1).cloned().unwrap_or_default();
-    let quick = args.iter().any(|a| a == "--quick");
-    let p = params(quick);
+    let (scenario, p) = match parse_args(&args) {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("tokio_bench: {}\n{}", e, USAGE);
+            std::process::exit(2);
+        }
+    };
     let mut out = Out::new(&scenario);
     out.s("tokio", "1.24.2");
+    // scenarios.hpp's describe(): the variant this run measured.
+    out.s("loop", if p.loop_epoll { "epoll" } else { "cv" });
+    if scenario == "contended" {
+        out.i("spawners", p.cont_threads as i64);
+        out.i("per_spawner", p.cont_per as i64);
+    } else if scenario == "paced" {
+        out.s("order", order_name(p.paced_order));
+        out.i("long_ms", p.paced_long_ms as i64);
+        out.i("long_every", p.paced_long_every as i64);
+        out.i("ticks", p.paced_ticks as i64);
+    }
+    let epoll = p.loop_epoll;
 
     match scenario.as_str() {
         "flood" | "burst" => {
-            let rt = runtime(None);
+            let rt = runtime(None, epoll);
             let local = LocalSet::new();
             let (n, sleep_ms) = if scenario == "flood" {
                 (p.flood_n, 0)
@@ -313,7 +448,7 @@ fn main() {
             }
         }
         "roundtrip" => {
-            let rt = runtime(None);
+            let rt = runtime(None, epoll);
             let local = LocalSet::new();
             let n = p.rt_n;
             let st = Stats::new(n);
@@ -341,7 +476,7 @@ fn main() {
             out.n("max_us", percentile_us(&lat, 1.0));
         }
         "contended" => {
-            let rt = runtime(None);
+            let rt = runtime(None, epoll);
             let local = LocalSet::new();
             let total = p.cont_threads * p.cont_per;
             let st = Stats::new(total);
@@ -387,9 +522,9 @@ fn main() {
             out.n("rate", total as f64 / wall.as_secs_f64());
         }
         "paced" => {
-            let rt = runtime(None);
+            let rt = runtime(None, epoll);
             let local = LocalSet::new();
-            let longs = (p.paced_ticks + p.paced_long_every - 1) / p.paced_long_every * p.paced_long_n;
+            let longs = (p.paced_ticks + p.paced_long_every - 1) / p.paced_long_every * p.paced_long_n; // paced_longs()
             let tinies = p.paced_ticks * p.paced_tiny;
             let total = tinies + longs;
             let st = Stats::new(total);
@@ -401,31 +536,29 @@ fn main() {
                 let tick = Duration::from_micros(p.paced_tick_us);
                 let mut issued: u64 = 0;
                 let mut id: u64 = 0;
+                let mut plan: Vec<u8> = Vec::with_capacity((p.paced_tiny + p.paced_long_n) as usize);
                 while issued < p.paced_ticks {
                     let now = Instant::now();
                     // Issue every tick that is due (tick k is due at t0 + k*tick).
                     while issued < p.paced_ticks && t0 + tick * issued as u32 <= now {
-                        for _ in 0..p.paced_tiny {
+                        tick_plan(&p, issued, &mut plan);
+                        for &kind in plan.iter() {
                             let i = id;
                             id += 1;
-                            let ts = Instant::now();
-                            let h = spawn_blocking(move || task_value(i));
                             let (st, done) = (st.clone(), done.clone());
-                            spawn_local(async move {
-                                let v = h.await.expect("join");
-                                st.borrow_mut().lat_ns.push(ts.elapsed().as_nanos() as u64);
-                                if complete(&st, v) {
-                                    done.notify_one();
-                                }
-                            });
-                        }
-                        if issued % p.paced_long_every == 0 {
-                            for _ in 0..p.paced_long_n {
-                                let i = id;
-                                id += 1;
+                            if kind == 0 {
+                                let ts = Instant::now();
+                                let h = spawn_blocking(move || task_value(i));
+                                spawn_local(async move {
+                                    let v = h.await.expect("join");
+                                    st.borrow_mut().lat_ns.push(ts.elapsed().as_nanos() as u64);
+                                    if complete(&st, v) {
+                                        done.notify_one();
+                                    }
+                                });
+                            } else {
                                 let ms = p.paced_long_ms;
                                 let h = spawn_blocking(move || sleep_task(ms, i));
-                                let (st, done) = (st.clone(), done.clone());
                                 spawn_local(async move {
                                     if complete(&st, h.await.expect("join")) {
                                         done.notify_one();
@@ -456,7 +589,7 @@ fn main() {
         }
         "idle" => {
             let ka = Duration::from_millis(p.keep_alive_ms);
-            let rt = runtime(Some(ka));
+            let rt = runtime(Some(ka), epoll);
             let local = LocalSet::new();
             let n = p.burst_n;
             let st = Stats::new(n);
@@ -497,7 +630,7 @@ fn main() {
             out.i("keep_alive_ms", p.keep_alive_ms as i64);
         }
         _ => {
-            eprintln!("usage: tokio_bench <flood|roundtrip|burst|contended|paced|idle> [--quick]");
+            eprintln!("{}", USAGE);
             std::process::exit(2);
         }
     }
