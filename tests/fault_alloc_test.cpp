@@ -143,3 +143,26 @@ TEST(BlockCache, SpawnsReuseFreedBlocks) {
   }
   blockpool::testing::set_task_block_cache(false);
 }
+
+// A lane adds no allocation per spawn: spawning into a lane (held at its cap
+// or not) makes exactly the allocations a default-lane spawn makes, the task
+// block (the block cache is off in this file, so that one is counted).
+TEST(FaultAlloc, ALaneAddsNoAllocationPerSpawn) {
+  blockpool::Pool pool = blockpool::Builder{}.max_threads(2).lane("io", {.max_running = 1, .max_queued = 1000}).build();
+  blockpool::Handle io = pool.lane("io");
+  pool.spawn_blocking([] {}).get();  // the pool's threads exist already
+  io.spawn_blocking([] {}).get();
+  constexpr int kN = 200;
+  std::vector<blockpool::JoinHandle<int>> hs;
+  hs.reserve(2 * kN);
+  long t0 = t_news;
+  for (int i = 0; i < kN; ++i) hs.push_back(pool.spawn_blocking([i] { return i; }));
+  const long per_default = t_news - t0;
+  t0 = t_news;
+  for (int i = 0; i < kN; ++i) hs.push_back(io.spawn_blocking([i] { return i; }));  // most are held
+  const long per_lane = t_news - t0;
+  EXPECT_EQ(per_lane, per_default);
+  EXPECT_EQ(per_lane, kN) << "one allocation (the task block) per spawn";
+  for (auto& h : hs) (void)h.get();
+  EXPECT_TRUE(pool.shutdown());
+}
