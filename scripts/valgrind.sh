@@ -34,7 +34,7 @@ for bin in build-rel/tests/*_test; do
   # fault-injecting, tests/failing_new.hpp): keep valgrind from replacing it
   # (it still sees the malloc/free underneath).
   case "$name" in
-    fault_alloc_test | asio_fault_alloc_test) extra=(--soname-synonyms=somalloc=nouserintercepts) ;;
+    fault_alloc_test | asio_fault_alloc_test | asio_fault_alloc_boost_test) extra=(--soname-synonyms=somalloc=nouserintercepts) ;;
   esac
   if timeout 600 valgrind "${extra[@]}" --tool=memcheck --leak-check=full --show-leak-kinds=definite,possible \
       --errors-for-leak-kinds=definite,possible --error-exitcode=1 --fair-sched=yes \
