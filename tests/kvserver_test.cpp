@@ -446,8 +446,8 @@ INSTANTIATE_TEST_SUITE_P(Modes, KvServerModes, ::testing::Values("blockpool", "i
 TEST(KvServer, DisconnectCancelsQueuedScanWhichNeverRuns) {
   TempDir dir;
   const fs::path db = dir.path / "kv.db";
-  // One thread per pool; scans on their own pool (the default).
-  Server server(dir.path, {"--db", db.string(), "--port", "0", "--threads", "1", "--test-hooks"});
+  // Scans have a pool of their own; one thread there.
+  Server server(dir.path, {"--db", db.string(), "--port", "0", "--scan-threads", "1", "--test-hooks"});
   const std::uint16_t port = server.port();
   {
     Client w(port);

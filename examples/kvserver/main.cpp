@@ -32,8 +32,9 @@ void usage(std::FILE* to) {
       "                      event loop, or fixed: a boost::asio::thread_pool\n"
       "  --threads N         blockpool: the pool's max_threads (default 512);\n"
       "                      fixed: the thread pool's size (default 4)\n"
-      "  --scan-nice N       blockpool: scans run on a pool of their own whose threads\n"
-      "                      have this nice value (default 10); 0: one pool for all\n"
+      "  --scan-threads N    blockpool: scans run on a pool of their own of at most N\n"
+      "                      threads (default: one less than the CPUs, at least 1)\n"
+      "  --scan-nice N       blockpool: the scan threads' nice value (default 0)\n"
       "  --host ADDR         address to listen on (default 127.0.0.1)\n"
       "  --shutdown-timeout MS  the pool's shutdown timeout (default 5000)\n"
       "  --drain-timeout MS  how long requests in flight get after a signal (default 10000)\n"
@@ -103,6 +104,8 @@ int main(int argc, char** argv) {
       std::uint32_t ms = 0;
       ok = parse_number(v, ms);
       (a == "--shutdown-timeout" ? opt.shutdown_timeout : opt.drain_timeout) = std::chrono::milliseconds(ms);
+    } else if (a == "--scan-threads") {
+      ok = parse_number(v, opt.scan_threads) && opt.scan_threads > 0;
     } else if (a == "--scan-nice") {
       ok = parse_number(v, opt.scan_nice) && opt.scan_nice >= 0 && opt.scan_nice <= 19;
     } else if (a == "--populate") {

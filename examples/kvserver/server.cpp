@@ -8,6 +8,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <blockpool/blockpool.hpp>
 #include <blockpool/boost_asio.hpp>
@@ -36,6 +37,7 @@
 #include <stdexcept>
 #include <stop_token>
 #include <string>
+#include <thread>
 #include <type_traits>
 #include <utility>
 
@@ -358,9 +360,9 @@ class Server {
     line("store_connections", store_.connections_opened());
     line("holds_running", static_cast<std::uint64_t>(holds_.running.load()));
     if (pool_) {
-      // Both pools together when scans have their own (see scan_pool_).
+      // Both pools together, and the scan pool on its own.
       blockpool::Metrics m = pool_->metrics();
-      if (scan_pool_ != pool_) {
+      {
         const blockpool::Metrics sm = scan_pool_->metrics();
         line("scan_pool_threads", sm.threads);
         line("scan_pool_peak_threads", sm.peak_threads);
@@ -392,8 +394,7 @@ class Server {
     co_return reply(req, http::status::ok, std::move(s));
   }
 
-  // ?pool=scan holds a thread of the scan pool instead (the same pool
-  // unless scans have their own).
+  // ?pool=scan holds a thread of the scans' pool instead.
   net::awaitable<Response> hold(Request& req, std::string_view, std::string_view query) {
     if (opt_.mode == Mode::inline_loop)
       throw HttpError(http::status::conflict, "no hold in inline mode: it would stop the loop\n");
@@ -590,7 +591,7 @@ class Server {
   Store& store_;
   const ServerOptions& opt_;
   blockpool::Pool* pool_;
-  blockpool::Pool* scan_pool_;  // pool_ itself, or a pool of lower-priority threads
+  blockpool::Pool* scan_pool_;  // scans' own pool (blockpool mode)
   net::thread_pool* fixed_;
   tcp::acceptor acceptor_;
   net::signal_set signals_;
@@ -622,25 +623,26 @@ int run_server(const ServerOptions& opt) {
   std::optional<net::thread_pool> fixed;
   if (opt.mode == Mode::blockpool) {
     pool.emplace(blockpool::Builder{}.max_threads(opt.max_threads).thread_name("kv-db").build());
-    if (opt.scan_nice > 0) {
-      // Scans are CPU-bound and long: on their own pool, whose threads run at
-      // a lower priority (nice, set per thread as each starts), they take
-      // the CPUs' spare time and never delay a point query or the loop.
-      const int nice = opt.scan_nice;
-      scan_pool.emplace(blockpool::Builder{}
-                            .max_threads(opt.max_threads)
-                            .thread_name("kv-scan")
-                            .on_thread_start([nice] {
-                              (void)setpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)), nice);
-                            })
-                            .build());
-    }
+    // Scans are long and CPU-bound: they get a pool of their own, capped at
+    // scan_threads (by default one less than the CPUs), so a burst of them
+    // queues there instead of taking every CPU from point queries and the
+    // loop; the point queries' pool grows as it needs. (Lanes, when they
+    // land, do this with one pool.) scan_nice > 0 also lowers their threads'
+    // priority, set per thread as each starts.
+    std::size_t scan_threads = opt.scan_threads;
+    if (scan_threads == 0) scan_threads = std::max(2u, std::thread::hardware_concurrency()) - 1;
+    const int nice = opt.scan_nice;
+    blockpool::Builder b;
+    b.max_threads(scan_threads).thread_name("kv-scan");
+    if (nice > 0)
+      b.on_thread_start([nice] { (void)setpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)), nice); });
+    scan_pool.emplace(b.build());
   }
   if (opt.mode == Mode::fixed) fixed.emplace(opt.fixed_threads);
 
   net::io_context io(1);
-  blockpool::Pool* scans = scan_pool ? &*scan_pool : pool ? &*pool : nullptr;
-  Server server(io, *store, opt, pool ? &*pool : nullptr, scans, fixed ? &*fixed : nullptr);
+  Server server(io, *store, opt, pool ? &*pool : nullptr, scan_pool ? &*scan_pool : nullptr,
+                fixed ? &*fixed : nullptr);
   std::uint16_t port = 0;
   try {
     port = server.listen();

@@ -14,9 +14,9 @@
 // another method 405.
 //
 // Where SQLite runs (Mode): blockpool tasks (reads cancellable, writes
-// mandatory; scans on a second pool of lower-priority threads unless
-// scan_nice is 0), the event-loop thread itself (inline), or a
-// boost::asio::thread_pool of fixed size (fixed).
+// mandatory; scans on a second pool capped at scan_threads), the event-loop
+// thread itself (inline), or one boost::asio::thread_pool of fixed size
+// (fixed).
 //
 // A client that disconnects while its read (GET, scan) is queued or running
 // cancels it: a queued task never runs, a running scan stops early. SIGINT or
@@ -47,8 +47,9 @@ struct ServerOptions {
   Mode mode = Mode::blockpool;
   std::size_t max_threads = 512;       // blockpool: Builder::max_threads
   std::size_t fixed_threads = 4;       // fixed: the thread_pool's size
-  int scan_nice = 10;                  // blockpool: scans on a pool of their own at this
-                                       // nice value; 0: scans share the one pool
+  std::size_t scan_threads = 0;        // blockpool: the scans' own pool's max_threads
+                                       // (0: one less than the CPUs, at least 1)
+  int scan_nice = 0;                   // blockpool: nice value of the scans' threads
   bool test_hooks = false;             // /debug/hold and /debug/release
   std::chrono::milliseconds drain_timeout{10'000};    // for requests in flight at a signal
   std::chrono::milliseconds shutdown_timeout{5'000};  // Pool::shutdown's
