@@ -13,8 +13,11 @@
 // opened as needed (up to --max-conns; past that, requests wait for one).
 //
 // Prints a summary on stderr and, with --tsv, one tab-separated line on
-// stdout (see kTsvHeader). Latencies of requests scheduled in the first
-// --warmup seconds are not recorded (they are sent all the same).
+// stdout (see kTsvHeader; cpu_s is the client's own CPU time). Latencies of
+// requests scheduled in the first --warmup seconds are not recorded (they
+// are sent all the same).
+#include <sys/resource.h>
+
 #include <algorithm>
 #include <boost/asio/connect.hpp>
 #include <boost/asio/io_context.hpp>
@@ -45,7 +48,7 @@ namespace {
 
 constexpr const char* kTsvHeader =
     "label\tget_n\tget_p50_ms\tget_p99_ms\tget_p999_ms\tget_max_ms\tscan_n\tscan_p50_ms\tscan_p99_ms\t"
-    "rps\terrors\tpeak_conns";
+    "rps\terrors\tpeak_conns\tcpu_s";
 
 struct Options {
   std::string host = "127.0.0.1";
@@ -115,11 +118,16 @@ class Bench {
     if (!first_error_.empty())
       std::fprintf(stderr, "kvbench %s: first error: %s\n", opt_.label.c_str(), first_error_.c_str());
     if (opt_.tsv_header) std::printf("%s\n", kTsvHeader);
+    rusage ru{};
+    ::getrusage(RUSAGE_SELF, &ru);
+    const double cpu = static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+                       static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
     if (opt_.tsv)
-      std::printf("%s\t%zu\t%.3f\t%.3f\t%.3f\t%.3f\t%zu\t%.3f\t%.3f\t%.1f\t%llu\t%zu\n", opt_.label.c_str(),
-                  get_lat_.size(), pct(get_lat_, 50), pct(get_lat_, 99), pct(get_lat_, 99.9),
-                  get_lat_.empty() ? 0.0 : get_lat_.back(), scan_lat_.size(), pct(scan_lat_, 50),
-                  pct(scan_lat_, 99), rps, static_cast<unsigned long long>(errors_), peak_conns_);
+      std::printf("%s\t%zu\t%.3f\t%.3f\t%.3f\t%.3f\t%zu\t%.3f\t%.3f\t%.1f\t%llu\t%zu\t%.3f\n",
+                  opt_.label.c_str(), get_lat_.size(), pct(get_lat_, 50), pct(get_lat_, 99),
+                  pct(get_lat_, 99.9), get_lat_.empty() ? 0.0 : get_lat_.back(), scan_lat_.size(),
+                  pct(scan_lat_, 50), pct(scan_lat_, 99), rps, static_cast<unsigned long long>(errors_),
+                  peak_conns_, cpu);
     std::fflush(stdout);
     return 0;
   }
