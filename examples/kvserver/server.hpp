@@ -45,7 +45,8 @@ struct ServerOptions {
   std::string host = "127.0.0.1";
   std::uint16_t port = 0;              // 0: the OS picks a free port
   Mode mode = Mode::blockpool;
-  std::size_t max_threads = 512;       // blockpool: Builder::max_threads
+  std::size_t max_threads = 64;        // blockpool: the point queries' pool's max_threads
+                                       // (each thread holds an SQLite connection)
   std::size_t fixed_threads = 4;       // fixed: the thread_pool's size
   std::size_t scan_threads = 0;        // blockpool: the scans' own pool's max_threads
                                        // (0: one less than the CPUs, at least 1)
