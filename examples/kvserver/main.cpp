@@ -34,7 +34,7 @@ void usage(std::FILE* to) {
       "                      64: each thread holds an SQLite connection);\n"
       "                      fixed: the thread pool's size (default 4)\n"
       "  --scan-threads N    blockpool: scans run on a pool of their own of at most N\n"
-      "                      threads (default: one less than the CPUs, at least 1)\n"
+      "                      threads (default 4, the fixed mode's pool size)\n"
       "  --scan-nice N       blockpool: the scan threads' nice value (default 0)\n"
       "  --host ADDR         address to listen on (default 127.0.0.1)\n"
       "  --shutdown-timeout MS  the pool's shutdown timeout (default 5000)\n"

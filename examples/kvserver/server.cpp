@@ -624,13 +624,12 @@ int run_server(const ServerOptions& opt) {
   if (opt.mode == Mode::blockpool) {
     pool.emplace(blockpool::Builder{}.max_threads(opt.max_threads).thread_name("kv-db").build());
     // Scans are long and CPU-bound: they get a pool of their own, capped at
-    // scan_threads (by default one less than the CPUs), so a burst of them
-    // queues there instead of taking every CPU from point queries and the
-    // loop; the point queries' pool grows as it needs. (Lanes, when they
-    // land, do this with one pool.) scan_nice > 0 also lowers their threads'
-    // priority, set per thread as each starts.
-    std::size_t scan_threads = opt.scan_threads;
-    if (scan_threads == 0) scan_threads = std::max(2u, std::thread::hardware_concurrency()) - 1;
+    // scan_threads (4, what the fixed mode gives all the work), so a burst of
+    // them queues there instead of taking every thread, while the point
+    // queries' pool grows as it needs. (Lanes, when they land, do this with
+    // one pool.) scan_nice > 0 also lowers their threads' priority, set per
+    // thread as each starts.
+    const std::size_t scan_threads = opt.scan_threads;
     const int nice = opt.scan_nice;
     blockpool::Builder b;
     b.max_threads(scan_threads).thread_name("kv-scan");

@@ -48,8 +48,7 @@ struct ServerOptions {
   std::size_t max_threads = 64;        // blockpool: the point queries' pool's max_threads
                                        // (each thread holds an SQLite connection)
   std::size_t fixed_threads = 4;       // fixed: the thread_pool's size
-  std::size_t scan_threads = 0;        // blockpool: the scans' own pool's max_threads
-                                       // (0: one less than the CPUs, at least 1)
+  std::size_t scan_threads = 4;        // blockpool: the scans' own pool's max_threads
   int scan_nice = 0;                   // blockpool: nice value of the scans' threads
   bool test_hooks = false;             // /debug/hold and /debug/release
   std::chrono::milliseconds drain_timeout{10'000};    // for requests in flight at a signal
