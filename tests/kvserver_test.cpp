@@ -208,6 +208,10 @@ class Client {
     if (!body.empty() || method == "PUT") req += "Content-Length: " + std::to_string(body.size()) + "\r\n";
     if (!keep_alive) req += "Connection: close\r\n";
     req += "\r\n" + body;
+    send_raw(req);
+  }
+
+  void send_raw(const std::string& req) {
     std::size_t off = 0;
     while (off < req.size()) {
       const ssize_t n = ::send(fd_, req.data() + off, req.size() - off, MSG_NOSIGNAL);
@@ -405,6 +409,21 @@ TEST_P(KvServerModes, EveryEndpoint) {
   r = c.request("GET", "/scan");
   EXPECT_EQ(r.body, "count 52\nchecksum " + hex64(all) + "\n");
   EXPECT_EQ(c.request("GET", "/scan?prefix=zzz").body, "count 0\nchecksum 0000000000000000\n");
+
+  // Expect: 100-continue (curl sends it for bodies over 1 KiB): the interim
+  // answer comes first, then the body is read.
+  const std::string big(70'000, 'x');
+  c.send_raw("PUT /kv/big HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 70000\r\n"
+             "Expect: 100-continue\r\n\r\n");
+  std::optional<Response> interim = c.receive();
+  ASSERT_TRUE(interim);
+  EXPECT_EQ(interim->status, 100);
+  c.send_raw(big);
+  std::optional<Response> done = c.receive();
+  ASSERT_TRUE(done);
+  EXPECT_EQ(done->status, 204);
+  EXPECT_EQ(c.request("GET", "/kv/big").body, big);
+  EXPECT_EQ(c.request("DELETE", "/kv/big").status, 204);
 
   // Refusals.
   EXPECT_EQ(c.request("GET", "/nowhere").status, 404);

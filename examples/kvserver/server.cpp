@@ -36,6 +36,7 @@
 #include <stdexcept>
 #include <stop_token>
 #include <string>
+#include <tuple>
 #include <type_traits>
 #include <utility>
 
@@ -459,7 +460,18 @@ class Server {
       http::request_parser<http::string_body> parser;
       parser.body_limit(kMaxBody);
       parser.header_limit(kMaxHeader);
-      auto [ec, n] = co_await http::async_read(s.sock, s.buf, parser, net::as_tuple(net::use_awaitable));
+      auto [ec, n] = co_await http::async_read_header(s.sock, s.buf, parser, net::as_tuple(net::use_awaitable));
+      if (!ec && !parser.is_done()) {
+        // A client that asks (curl does, for bodies over 1 KiB) waits for
+        // "100 Continue" before it sends the body.
+        if (beast::iequals(parser.get()[http::field::expect], "100-continue")) {
+          http::response<http::empty_body> go{http::status::continue_, 11};
+          auto [wec, wn] = co_await http::async_write(s.sock, go, net::as_tuple(net::use_awaitable));
+          (void)wn;
+          ec = wec;
+        }
+        if (!ec) std::tie(ec, n) = co_await http::async_read(s.sock, s.buf, parser, net::as_tuple(net::use_awaitable));
+      }
       (void)n;
       if (ec == http::error::body_limit) {
         Request head;
