@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
 # scripts/deps.sh GROUP...: installs, with apt-get, the Debian 12 packages a
 # task needs, skipping what is already there. Groups:
-#   build   compiler, CMake, Ninja, GoogleTest, Asio, Boost.Asio (1.81), OpenSSL (library,
-#           tests, demo), prometheus (its promtool checks the metrics text in a test)
+#   build   compiler, CMake, Ninja, GoogleTest, Asio, Boost.Asio and Beast (1.81), OpenSSL,
+#           SQLite (library, tests, demo, kvserver), prometheus (its promtool checks the
+#           metrics text in a test)
+#   kvload  wrk and gnuplot, for scripts/kvload.sh
 #   sanit   clang 14 and its runtimes (sanitizers, libFuzzer), valgrind
 #   bench   Google Benchmark, libuv, gnuplot, Tokio's crates for the Rust peer,
 #           GLib, Qt 6 and oneTBB for their pools' peers
 set -euo pipefail
 
 declare -A GROUP=(
-  [build]="g++ cmake ninja-build libgtest-dev libgmock-dev libasio-dev libboost1.81-dev libssl-dev coreutils prometheus"
+  [build]="g++ cmake ninja-build libgtest-dev libgmock-dev libasio-dev libboost1.81-dev libssl-dev libsqlite3-dev coreutils prometheus"
+  [kvload]="wrk gnuplot-nox"
   [sanit]="clang-14 libclang-rt-14-dev valgrind"
   [bench]="libbenchmark-dev libuv1-dev gnuplot-nox librust-tokio-dev libglib2.0-dev qt6-base-dev libtbb-dev"
 )
