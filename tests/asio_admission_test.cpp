@@ -187,3 +187,29 @@ TEST(AsioAdmission, ManyCancelledWaitersLeaveNothingBehind) {
   const auto m = pool.metrics();
   EXPECT_EQ(m.spawned, m.completed + m.failed + m.cancelled + m.rejected);
 }
+
+// TaskOptions::reject_when_full: a server that sheds load gets a rejected
+// JoinError at once (posted, as every completion), never a wait.
+TEST(AsioAdmission, RejectWhenFullCompletesAtOnceAsRejected) {
+  blockpool::Pool pool = blockpool::Builder{}.max_threads(1).max_queued(1).build();
+  BusyThreads busy(pool, 1);
+  asio::io_context io(1);
+  std::string queued, shed;
+  std::atomic<bool> shed_ran{false};
+  const blockpool::TaskOptions shed_load{.name = "kv.get", .reject_when_full = true};
+  bpa::async_spawn_blocking(pool, [] { return 1; }, shed_load,
+                            asio::bind_executor(io, [&](std::exception_ptr e, int) { queued = outcome(e); }));
+  bpa::async_spawn_blocking(pool, [&] {
+    shed_ran = true;
+    return 2;
+  }, shed_load, asio::bind_executor(io, [&](std::exception_ptr e, int) { shed = outcome(e); }));
+  EXPECT_TRUE(shed.empty()) << "never inline";
+  EXPECT_EQ(io.run_one_for(kLongWait), 1u);
+  EXPECT_EQ(shed, "rejected");
+  EXPECT_EQ(pool.metrics().rejected, 1u);
+  EXPECT_EQ(pool.metrics().admission_waiting, 0u);
+  busy.release();
+  io.run();
+  EXPECT_EQ(queued, "ok");
+  EXPECT_FALSE(shed_ran.load());
+}

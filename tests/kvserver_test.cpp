@@ -465,7 +465,7 @@ INSTANTIATE_TEST_SUITE_P(Modes, KvServerModes, ::testing::Values("blockpool", "i
 TEST(KvServer, DisconnectCancelsQueuedScanWhichNeverRuns) {
   TempDir dir;
   const fs::path db = dir.path / "kv.db";
-  // Scans have a pool of their own; one thread there.
+  // Scans run in a lane of their own; one at a time here.
   Server server(dir.path, {"--db", db.string(), "--port", "0", "--scan-threads", "1", "--test-hooks"});
   const std::uint16_t port = server.port();
   {
@@ -473,7 +473,7 @@ TEST(KvServer, DisconnectCancelsQueuedScanWhichNeverRuns) {
     ASSERT_EQ(w.request("PUT", "/kv/k", "v").status, 204);
   }
 
-  // Hold the scan pool's only thread.
+  // Hold the scan lane's only slot.
   Client holder(port);
   holder.send("POST", "/debug/hold?pool=scan");
   ASSERT_TRUE(wait_for_stats(port, [](const auto& m) { return m.at("holds_running") == "1"; }));
@@ -482,7 +482,7 @@ TEST(KvServer, DisconnectCancelsQueuedScanWhichNeverRuns) {
   Client quitter(port);
   quitter.send("GET", "/scan?prefix=k");
   ASSERT_TRUE(wait_for_stats(port, [](const auto& m) { return m.at("pool_queue_depth") == "1"; }));
-  // ...meanwhile point queries are not held up (they have their own pool).
+  // ...meanwhile point queries are not held up (the scan lane holds back only its own).
   {
     Client reader(port);
     EXPECT_EQ(reader.request("GET", "/kv/k").body, "v");
@@ -509,6 +509,58 @@ TEST(KvServer, DisconnectCancelsQueuedScanWhichNeverRuns) {
   EXPECT_EQ(stat(port, "scans_started"), 1u);
 
   server.signal(SIGINT);
+  EXPECT_EQ(server.wait_exit(), 0) << server.stderr_text();
+}
+
+// ---- Overload: a quick 503, and the metrics ---------------------------------
+
+TEST(KvServer, FullQueueAnswers503AtOnceAndMetricsShowIt) {
+  TempDir dir;
+  const fs::path db = dir.path / "kv.db";
+  Server server(dir.path, {"--db", db.string(), "--port", "0", "--threads", "1", "--max-queued", "1",
+                           "--test-hooks"});
+  const std::uint16_t port = server.port();
+  {
+    Client w(port);
+    ASSERT_EQ(w.request("PUT", "/kv/k", "v").status, 204);
+  }
+  // The pool's only thread is held; one read waits in the queue (its bound).
+  Client holder(port);
+  holder.send("POST", "/debug/hold");
+  ASSERT_TRUE(wait_for_stats(port, [](const auto& m) { return m.at("holds_running") == "1"; }));
+  Client queued(port);
+  queued.send("GET", "/kv/k");
+  ASSERT_TRUE(wait_for_stats(port, [](const auto& m) { return m.at("pool_queue_depth") == "1"; }));
+  // The next read is shed at once: 503 with Retry-After, not a wait.
+  {
+    Client shed(port);
+    const auto t0 = Clock::now();
+    const Response r = shed.request("GET", "/kv/k");
+    EXPECT_EQ(r.status, 503);
+    EXPECT_EQ(r.headers.count("retry-after"), 1u);
+    EXPECT_LT(Clock::now() - t0, std::chrono::seconds(5)) << "a full queue must answer at once";
+  }
+  EXPECT_EQ(stat(port, "rejected_503"), 1u);
+  EXPECT_EQ(stat(port, "pool_rejected"), 1u);
+  {
+    Client releaser(port);
+    EXPECT_EQ(releaser.request("POST", "/debug/release").status, 204);
+  }
+  const std::optional<Response> got = queued.receive();
+  ASSERT_TRUE(got);
+  EXPECT_EQ(got->status, 200);
+  EXPECT_EQ(got->body, "v");
+  ASSERT_TRUE(holder.receive());
+
+  // GET /metrics: the pool's Prometheus text, with the rejection counted.
+  Client m(port);
+  const Response metrics = m.request("GET", "/metrics");
+  EXPECT_EQ(metrics.status, 200);
+  EXPECT_NE(metrics.body.find("blockpool_tasks_rejected_total{server=\"kvserver\",lane=\"\"} 1"), std::string::npos)
+      << metrics.body.substr(0, 2000);
+  EXPECT_NE(metrics.body.find("blockpool_queue_wait_seconds_count{server=\"kvserver\",lane=\"scan\"}"),
+            std::string::npos);
+  server.signal(SIGTERM);
   EXPECT_EQ(server.wait_exit(), 0) << server.stderr_text();
 }
 

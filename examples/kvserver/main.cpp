@@ -24,18 +24,21 @@ void usage(std::FILE* to) {
   std::fputs(
       "usage: kvserver --db FILE --port N [--mode blockpool|inline|fixed] [options]\n"
       "       kvserver --db FILE --populate N [--value-size B]\n"
-      "  Serves GET/PUT/DELETE /kv/{key}, GET /scan?prefix=p and GET /stats over HTTP/1.1\n"
+      "  Serves GET/PUT/DELETE /kv/{key}, GET /scan?prefix=p, GET /stats and GET /metrics\n"
+      "  over HTTP/1.1\n"
       "  on 127.0.0.1. Creates FILE (SQLite, WAL mode) if missing. --port 0 picks a free\n"
       "  port; the first line on stdout is 'listening on 127.0.0.1:PORT'. SIGINT or SIGTERM\n"
       "  stops it gracefully (exit status 0).\n"
       "  --mode M            where SQLite runs: blockpool tasks (default), inline on the\n"
       "                      event loop, or fixed: a boost::asio::thread_pool\n"
-      "  --threads N         blockpool: the point queries' pool's max_threads (default\n"
-      "                      64: each thread holds an SQLite connection);\n"
-      "                      fixed: the thread pool's size (default 4)\n"
-      "  --scan-threads N    blockpool: scans run on a pool of their own of at most N\n"
-      "                      threads (default 4, the fixed mode's pool size)\n"
-      "  --scan-nice N       blockpool: the scan threads' nice value (default 0)\n"
+      "  --threads N         blockpool: the pool's max_threads (default 64: each thread\n"
+      "                      holds an SQLite connection); fixed: the thread pool's size\n"
+      "                      (default 4)\n"
+      "  --scan-threads N    blockpool: scans run in a lane of the pool, at most N at\n"
+      "                      once (default 4, the fixed mode's pool size)\n"
+      "  --max-queued N      blockpool: reads waiting for the pool, at most (per lane;\n"
+      "                      default 10000); beyond, a quick 503 with Retry-After\n"
+      "  --slow-ms MS        blockpool: report tasks running longer than MS on stderr\n"
       "  --host ADDR         address to listen on (default 127.0.0.1)\n"
       "  --shutdown-timeout MS  the pool's shutdown timeout (default 5000)\n"
       "  --drain-timeout MS  how long requests in flight get after a signal (default 10000)\n"
@@ -107,8 +110,10 @@ int main(int argc, char** argv) {
       (a == "--shutdown-timeout" ? opt.shutdown_timeout : opt.drain_timeout) = std::chrono::milliseconds(ms);
     } else if (a == "--scan-threads") {
       ok = parse_number(v, opt.scan_threads) && opt.scan_threads > 0;
-    } else if (a == "--scan-nice") {
-      ok = parse_number(v, opt.scan_nice) && opt.scan_nice >= 0 && opt.scan_nice <= 19;
+    } else if (a == "--max-queued") {
+      ok = parse_number(v, opt.max_queued) && opt.max_queued > 0;
+    } else if (a == "--slow-ms") {
+      ok = parse_number(v, opt.slow_ms) && opt.slow_ms >= 0;
     } else if (a == "--populate") {
       std::uint64_t n = 0;
       ok = parse_number(v, n);

@@ -182,9 +182,11 @@ struct Holds {
 class Server {
  public:
   Server(net::io_context& io, Store& store, const ServerOptions& opt, blockpool::Pool* pool,
-         blockpool::Pool* scan_pool, net::thread_pool* fixed)
-      : io_(io), store_(store), opt_(opt), pool_(pool), scan_pool_(scan_pool), fixed_(fixed), acceptor_(io),
-        signals_(io, SIGINT, SIGTERM), drain_timer_(io) {}
+         net::thread_pool* fixed)
+      : io_(io), store_(store), opt_(opt), pool_(pool), fixed_(fixed), acceptor_(io),
+        signals_(io, SIGINT, SIGTERM), drain_timer_(io) {
+    if (pool_ != nullptr) scans_ = pool_->lane("scan");
+  }
 
   // Binds and listens; throws boost::system::system_error on failure.
   std::uint16_t listen() {
@@ -222,8 +224,7 @@ class Server {
     Handler handler;
   };
 
-  // The route table. GET /metrics (blockpool::to_prometheus) goes here, as a
-  // Work::loop route, once the metrics API lands.
+  // The route table.
   static std::span<const Route> routes() {
     static const Route kRoutes[] = {
         {http::verb::get, "/kv/", true, Work::read, false, &Server::get_kv},
@@ -231,6 +232,7 @@ class Server {
         {http::verb::delete_, "/kv/", true, Work::write, false, &Server::delete_kv},
         {http::verb::get, "/scan", false, Work::read, false, &Server::scan},
         {http::verb::get, "/stats", false, Work::loop, false, &Server::stats},
+        {http::verb::get, "/metrics", false, Work::loop, false, &Server::metrics},
         {http::verb::post, "/debug/hold", false, Work::read, true, &Server::hold},
         {http::verb::post, "/debug/release", false, Work::loop, true, &Server::release},
     };
@@ -241,13 +243,19 @@ class Server {
 
   // A read: cancellable (the caller's cancellation slot: a queued task never
   // runs, a running one sees its stop token). `slow` reads (scans) go to the
-  // scan pool in blockpool mode.
+  // pool's scan lane in blockpool mode. A full queue (--max-queued, the scan
+  // lane's bound) rejects it at once: the client gets a 503 (error_response).
   template <class F>
   net::awaitable<std::invoke_result_t<F&, std::stop_token>> read(F f, bool slow = false) {
+    static constexpr blockpool::TaskOptions kGet{.name = "kv.get", .reject_when_full = true};
+    static constexpr blockpool::TaskOptions kScan{.name = "kv.scan", .reject_when_full = true};
     switch (opt_.mode) {
       case Mode::blockpool:
-        co_return co_await blockpool::boost_asio::async_spawn_blocking(slow ? *scan_pool_ : *pool_,
-                                                                       std::move(f), net::use_awaitable);
+        if (slow)
+          co_return co_await blockpool::boost_asio::async_spawn_blocking(scans_, std::move(f), kScan,
+                                                                         net::use_awaitable);
+        co_return co_await blockpool::boost_asio::async_spawn_blocking(*pool_, std::move(f), kGet,
+                                                                       net::use_awaitable);
       case Mode::fixed:
         co_return co_await async_run_on(*fixed_, fixed_queued_, std::move(f), net::use_awaitable);
       case Mode::inline_loop:
@@ -287,14 +295,19 @@ class Server {
   }
 
   // The one place where a failed request becomes an HTTP status.
-  // Admission control (Builder::max_queued) adds its case here, when it
-  // lands: JoinError::is_rejected() -> 503 with Retry-After, at once.
   Response error_response(std::exception_ptr e, const Request& req) {
     try {
       std::rethrow_exception(e);
     } catch (const HttpError& x) {
       return reply(req, x.status(), x.what());
     } catch (const blockpool::JoinError& x) {
+      if (x.is_rejected()) {
+        // Admission control: the queue is full. Shed the load at once.
+        ++rejected_;
+        Response res = reply(req, http::status::service_unavailable, "busy: the queue is full, retry later\n");
+        res.set(http::field::retry_after, "1");
+        return res;
+      }
       // Cancelled (shutting down) or no thread could be started.
       return reply(req, http::status::service_unavailable, std::string(x.what()) + "\n");
     } catch (const std::exception& x) {
@@ -358,22 +371,11 @@ class Server {
     line("scans_started", store_.scans_started());
     line("store_connections", store_.connections_opened());
     line("holds_running", static_cast<std::uint64_t>(holds_.running.load()));
+    line("rejected_503", rejected_);
     if (pool_) {
-      // Both pools together, and the scan pool on its own.
-      blockpool::Metrics m = pool_->metrics();
-      {
-        const blockpool::Metrics sm = scan_pool_->metrics();
-        line("scan_pool_threads", sm.threads);
-        line("scan_pool_peak_threads", sm.peak_threads);
-        m.threads += sm.threads;
-        m.peak_threads += sm.peak_threads;
-        m.idle_threads += sm.idle_threads;
-        m.queue_depth += sm.queue_depth;
-        m.spawned += sm.spawned;
-        m.completed += sm.completed;
-        m.failed += sm.failed;
-        m.cancelled += sm.cancelled;
-      }
+      const blockpool::Metrics m = pool_->metrics();
+      line("scan_lane_running", m.lanes[1].running);
+      line("scan_lane_queue_depth", m.lanes[1].queue_depth);
       line("pool_threads", m.threads);
       line("pool_peak_threads", m.peak_threads);
       line("pool_idle_threads", m.idle_threads);
@@ -382,6 +384,7 @@ class Server {
       line("pool_completed", m.completed);
       line("pool_failed", m.failed);
       line("pool_cancelled", m.cancelled);
+      line("pool_rejected", m.rejected);
     } else if (fixed_) {
       line("pool_threads", opt_.fixed_threads);
       line("pool_peak_threads", opt_.fixed_threads);
@@ -393,7 +396,15 @@ class Server {
     co_return reply(req, http::status::ok, std::move(s));
   }
 
-  // ?pool=scan holds a thread of the scans' pool instead.
+  // GET /metrics: the pool's metrics in Prometheus' text format (blockpool
+  // mode; the other modes have no pool to report).
+  net::awaitable<Response> metrics(Request& req, std::string_view, std::string_view) {
+    if (pool_ == nullptr) throw HttpError(http::status::not_found, "no pool in this mode\n");
+    co_return reply(req, http::status::ok, blockpool::to_prometheus(pool_->metrics(), "server=\"kvserver\""),
+                    "text/plain; version=0.0.4");
+  }
+
+  // ?pool=scan holds a thread running a task of the scan lane instead.
   net::awaitable<Response> hold(Request& req, std::string_view, std::string_view query) {
     if (opt_.mode == Mode::inline_loop)
       throw HttpError(http::status::conflict, "no hold in inline mode: it would stop the loop\n");
@@ -601,7 +612,7 @@ class Server {
   Store& store_;
   const ServerOptions& opt_;
   blockpool::Pool* pool_;
-  blockpool::Pool* scan_pool_;  // scans' own pool (blockpool mode)
+  blockpool::Handle scans_;  // the pool's scan lane (blockpool mode)
   net::thread_pool* fixed_;
   tcp::acceptor acceptor_;
   net::signal_set signals_;
@@ -613,6 +624,7 @@ class Server {
   std::uint64_t in_flight_ = 0;
   std::uint64_t client_cancels_ = 0;
   std::uint64_t errors_5xx_ = 0;
+  std::uint64_t rejected_ = 0;  // 503s from a full queue
   std::atomic<std::uint64_t> fixed_queued_{0};
   Holds holds_;
 };
@@ -629,29 +641,31 @@ int run_server(const ServerOptions& opt) {
   }
 
   // Declared before the io_context, so they outlive it.
-  std::optional<blockpool::Pool> pool, scan_pool;
+  std::optional<blockpool::Pool> pool;
   std::optional<net::thread_pool> fixed;
   if (opt.mode == Mode::blockpool) {
-    pool.emplace(blockpool::Builder{}.max_threads(opt.max_threads).thread_name("kv-db").build());
-    // Scans are long and CPU-bound: they get a pool of their own, capped at
-    // scan_threads (4, what the fixed mode gives all the work), so a burst of
-    // them queues there instead of taking every thread, while the point
-    // queries' pool grows as it needs. (Lanes, when they land, do this with
-    // one pool.) scan_nice > 0 also lowers their threads' priority, set per
-    // thread as each starts.
-    const std::size_t scan_threads = opt.scan_threads;
-    const int nice = opt.scan_nice;
+    // One pool. Scans are long and CPU-bound: they run in a lane of their
+    // own, at most scan_threads at once (4, what the fixed mode gives all the
+    // work), so a burst of them waits in its lane instead of taking every
+    // thread, while point queries get threads as they need them. Admission
+    // control bounds what waits: a full queue is a quick 503.
     blockpool::Builder b;
-    b.max_threads(scan_threads).thread_name("kv-scan");
-    if (nice > 0)
-      b.on_thread_start([nice] { (void)setpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)), nice); });
-    scan_pool.emplace(b.build());
+    b.max_threads(opt.max_threads).thread_name("kv-db").max_queued(opt.max_queued);
+    b.lane("scan", {.max_running = opt.scan_threads, .max_queued = opt.max_queued});
+    if (opt.slow_ms > 0) {
+      b.on_slow_task(std::chrono::milliseconds(opt.slow_ms), [](const blockpool::SlowTask& t) {
+        std::fprintf(stderr, "kvserver: slow task %.*s (lane \"%.*s\") running for %lld ms on %.*s\n",
+                     static_cast<int>(t.name.size()), t.name.data(), static_cast<int>(t.lane.size()), t.lane.data(),
+                     static_cast<long long>(t.running_for.count() / 1'000'000), static_cast<int>(t.thread_name.size()),
+                     t.thread_name.data());
+      });
+    }
+    pool.emplace(b.build());
   }
   if (opt.mode == Mode::fixed) fixed.emplace(opt.fixed_threads);
 
   net::io_context io(1);
-  Server server(io, *store, opt, pool ? &*pool : nullptr, scan_pool ? &*scan_pool : nullptr,
-                fixed ? &*fixed : nullptr);
+  Server server(io, *store, opt, pool ? &*pool : nullptr, fixed ? &*fixed : nullptr);
   std::uint16_t port = 0;
   try {
     port = server.listen();
@@ -670,13 +684,8 @@ int run_server(const ServerOptions& opt) {
   bool clean = true;
   std::uint64_t peak = opt.mode == Mode::fixed ? opt.fixed_threads : 0;
   if (pool) {
-    // Scans first (nothing must wait behind them), then the writes' pool.
-    if (scan_pool) {
-      clean = scan_pool->shutdown(opt.shutdown_timeout);
-      peak += scan_pool->metrics().peak_threads;
-    }
-    clean = pool->shutdown(opt.shutdown_timeout) && clean;
-    peak += pool->metrics().peak_threads;
+    clean = pool->shutdown(opt.shutdown_timeout);
+    peak = pool->metrics().peak_threads;
   }
   if (fixed) fixed->join();
   const double ms = std::chrono::duration<double, std::milli>(SteadyClock::now() - t0).count();

@@ -6,17 +6,18 @@
 //   DELETE /kv/{key}         204, or 404 if there was no such key
 //   GET    /scan?prefix=p    200 "count N\nchecksum H\n": a full table scan
 //   GET    /stats            200, "name value" lines: requests, pool threads...
+//   GET    /metrics          200, the pool's metrics in Prometheus' text format
 //   with --test-hooks only:
 //   POST   /debug/hold       holds one pool thread until /debug/release
-//                            (?pool=scan: a thread of the scan pool)
+//                            (?pool=scan: a task of the scan lane)
 //   POST   /debug/release    204: lets every held thread go
 // Keys and the prefix are percent-decoded. Unknown path 404, known path with
 // another method 405.
 //
 // Where SQLite runs (Mode): blockpool tasks (reads cancellable, writes
-// mandatory; scans on a second pool capped at scan_threads), the event-loop
-// thread itself (inline), or one boost::asio::thread_pool of fixed size
-// (fixed).
+// mandatory; scans in a lane of the pool capped at scan_threads; a full queue
+// answers 503 at once), the event-loop thread itself (inline), or one
+// boost::asio::thread_pool of fixed size (fixed).
 //
 // A client that disconnects while its read (GET, scan) is queued or running
 // cancels it: a queued task never runs, a running scan stops early. SIGINT or
@@ -45,11 +46,12 @@ struct ServerOptions {
   std::string host = "127.0.0.1";
   std::uint16_t port = 0;              // 0: the OS picks a free port
   Mode mode = Mode::blockpool;
-  std::size_t max_threads = 64;        // blockpool: the point queries' pool's max_threads
+  std::size_t max_threads = 64;        // blockpool: the pool's max_threads
                                        // (each thread holds an SQLite connection)
   std::size_t fixed_threads = 4;       // fixed: the thread_pool's size
-  std::size_t scan_threads = 4;        // blockpool: the scans' own pool's max_threads
-  int scan_nice = 0;                   // blockpool: nice value of the scans' threads
+  std::size_t scan_threads = 4;        // blockpool: scans running at once (the scan lane's cap)
+  std::size_t max_queued = 10'000;     // blockpool: requests waiting for the pool, per lane (then 503)
+  long slow_ms = 0;                    // blockpool: report tasks running longer (0: off)
   bool test_hooks = false;             // /debug/hold and /debug/release
   std::chrono::milliseconds drain_timeout{10'000};    // for requests in flight at a signal
   std::chrono::milliseconds shutdown_timeout{5'000};  // Pool::shutdown's

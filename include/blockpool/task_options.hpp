@@ -13,6 +13,11 @@ struct TaskOptions {
   // A name for the task in slow-task reports. Must point to a string that
   // outlives the task (a string literal): it is not copied.
   const char* name = nullptr;
+  // async_spawn_blocking only: on a full queue (Builder::max_queued, a
+  // lane's), complete at once with a rejected JoinError instead of waiting
+  // for room, as spawn_blocking always does. For a server that answers 503
+  // rather than queue requests it cannot serve soon.
+  bool reject_when_full = false;
 };
 
 // What Builder::on_slow_task's callback receives about a task still running

@@ -13,9 +13,12 @@ namespace net = BLOCKPOOL_ASIO_NET;
 // Pool object (it completes cancelled if the pool is gone).
 class Initiation {
  public:
-  Initiation(const Pool& pool, bool mandatory) noexcept : pool_(&pool), mandatory_(mandatory) {}
-  Initiation(const Handle& handle, bool mandatory) noexcept : handle_(&handle), mandatory_(mandatory) {}
-  Initiation(const Initiation& other) : owned_(other.owned_handle()), mandatory_(other.mandatory_) {
+  Initiation(const Pool& pool, bool mandatory, const TaskOptions& options = {}) noexcept
+      : pool_(&pool), mandatory_(mandatory), options_(options) {}
+  Initiation(const Handle& handle, bool mandatory, const TaskOptions& options = {}) noexcept
+      : handle_(&handle), mandatory_(mandatory), options_(options) {}
+  Initiation(const Initiation& other)
+      : owned_(other.owned_handle()), mandatory_(other.mandatory_), options_(other.options_) {
     handle_ = &*owned_;
   }
   Initiation(Initiation&& other) : Initiation(static_cast<const Initiation&>(other)) {}
@@ -32,7 +35,7 @@ class Initiation {
     Core* core = pool_ != nullptr ? PoolAccess::core(*pool_) : PoolAccess::core(*handle_);
     const unsigned lane = pool_ != nullptr ? 0 : PoolAccess::lane(*handle_);
     OpTask<Fn, spawn_result_t<F>, std::decay_t<Handler>>::start(std::forward<Handler>(handler), core, lane,
-                                                                 std::forward<F>(f), mandatory_);
+                                                                 std::forward<F>(f), mandatory_, options_);
   }
 
  private:
@@ -42,6 +45,7 @@ class Initiation {
   const Handle* handle_ = nullptr;  // borrowed, or pointing at owned_
   std::optional<Handle> owned_;
   bool mandatory_ = false;
+  TaskOptions options_;
 };
 
 // Runs `f` on `pool`'s blocking threads as an Asio asynchronous operation;
@@ -56,6 +60,18 @@ template <class F, class CompletionToken>
 auto async_spawn_blocking(const Pool& pool, F&& f, CompletionToken&& token) {
   return net::async_initiate<CompletionToken, asio_common::signature_t<F>>(Initiation(pool, false), token,
                                                                            std::forward<F>(f));
+}
+// With per-task options: a name for slow-task reports, and whether a full
+// queue rejects the operation at once instead of making it wait.
+template <class F, class CompletionToken>
+auto async_spawn_blocking(const Handle& pool, F&& f, const TaskOptions& options, CompletionToken&& token) {
+  return net::async_initiate<CompletionToken, asio_common::signature_t<F>>(Initiation(pool, false, options),
+                                                                           token, std::forward<F>(f));
+}
+template <class F, class CompletionToken>
+auto async_spawn_blocking(const Pool& pool, F&& f, const TaskOptions& options, CompletionToken&& token) {
+  return net::async_initiate<CompletionToken, asio_common::signature_t<F>>(Initiation(pool, false, options),
+                                                                           token, std::forward<F>(f));
 }
 
 // The same for a mandatory task (Pool::spawn_mandatory_blocking): once

@@ -34,7 +34,7 @@ class OpTask final : public TaskBase, public Batched, public PendingOp {
   using slot_type = net::associated_cancellation_slot_t<Handler>;
 
   template <class H, class F>
-  static void start(H&& handler, Core* core, unsigned lane, F&& f, bool mandatory) {
+  static void start(H&& handler, Core* core, unsigned lane, F&& f, bool mandatory, const TaskOptions& options) {
     OpAlloc alloc(net::get_associated_allocator(handler));
     OpTask* op = allocate(alloc);
     try {
@@ -45,6 +45,7 @@ class OpTask final : public TaskBase, public Batched, public PendingOp {
     }
     op->core_ = core;
     op->set_lane(lane);
+    op->name_ = options.name;
     // Registered first: from here on, the context's shutdown abandons the
     // operation. A context already shutting down gets no operation at all.
     if (op->svc_ != nullptr && !op->svc_->add(op)) {
@@ -74,8 +75,12 @@ class OpTask final : public TaskBase, public Batched, public PendingOp {
     }
     // On a full queue the operation waits for room (admission control),
     // without blocking this thread; then, or if its cancellation slot fires
-    // first, it ends as any task does.
-    submit_or_wait(core, op);
+    // first, it ends as any task does. Or, if asked, it is rejected at once.
+    if (options.reject_when_full) {
+      submit(core, op);
+    } else {
+      submit_or_wait(core, op);
+    }
   }
 
  private:
