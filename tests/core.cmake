@@ -25,8 +25,10 @@ foreach(t IN LISTS BLOCKPOOL_CORE_TESTS)
   blockpool_add_test(${t}_test SOURCES ${t}_test.cpp TIMEOUT 120 LABELS core)
 endforeach()
 
-# White-box checks of the queue (aborted tasks are unlinked): src/core.hpp.
+# White-box checks (src/core.hpp): aborted tasks are unlinked from the queue;
+# held tasks are not growth need.
 target_include_directories(abort_test PRIVATE ${PROJECT_SOURCE_DIR}/src)
+target_include_directories(admission_test PRIVATE ${PROJECT_SOURCE_DIR}/src)
 
 # The growth policy is internal (src/growth.hpp): unit-tested directly.
 blockpool_add_test(growth_policy_test SOURCES growth_policy_test.cpp LABELS core)
