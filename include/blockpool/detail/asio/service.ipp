@@ -16,14 +16,22 @@
 // asio_common::PendingOp for the claim that decides, once, between the
 // thread that ends a task and the shutdown).
 //
-// Threads and locking. lock_ (a spin lock: its sections are a few pointer
-// writes) guards the registry and the shutdown flag. It is taken at
-// initiation (add) and by the thread that ends a task (unlink), never while
-// anything else is done. A delivery (the post, or the push onto the ready
-// list) happens after the unlink, outside the lock, counted in delivering_;
-// shutdown waits until no delivery is in flight, so the context outlives
-// every post made into it. The ready list is lock-free (a stack pushed by
-// enders, taken whole by a drain).
+// Threads and locking. The registry is split into kStripes stripes, each on
+// its own cache line with its own spin lock (its sections are a few pointer
+// writes), list, shutdown flag and count of deliveries in flight. An
+// operation goes into the stripe of the thread that initiates it, and stays
+// there; so threads spawning at once on one context do not all take one lock
+// and bounce one line (each operation costs one lock at initiation and one
+// when its task ends). A stripe's lock is taken at initiation (add) and by
+// the thread that ends a task (unlink), never while anything else is done.
+// A delivery (the post, or the push onto the ready list) happens after the
+// unlink, outside the lock, counted in its stripe's `delivering`; shutdown
+// marks every stripe shut under its lock, then waits until no stripe holds
+// an ended operation or a delivery in flight, so the context outlives every
+// post made into it. The ready list is lock-free (a stack pushed by enders,
+// taken whole by a drain), on a line of its own; what every initiation
+// reads (one_thread_, io_) is on another, so neither is invalidated by the
+// registry's traffic.
 //
 // Batching. On an io_context that only one thread runs (constructed with
 // concurrency hint 1, or a hint that turns locking off, as the scheduler
@@ -108,18 +116,22 @@ class ContextService final : public net::execution_context::service {
   // At initiation, before the task is submitted. False if the context is
   // shutting down: the operation must not start.
   bool add(PendingOp* op) noexcept {
-    std::lock_guard lk(lock_);
-    if (shut_down_) return false;
+    const std::uint8_t i = asio_common::registry_stripe_of_this_thread();
+    Stripe& st = stripes_[i];
+    std::lock_guard lk(st.lock);
+    if (st.shut_down) return false;
+    op->reg_stripe = i;
     op->reg_prev = nullptr;
-    op->reg_next = head_;
-    if (head_ != nullptr) head_->reg_prev = op;
-    head_ = op;
+    op->reg_next = st.head;
+    if (st.head != nullptr) st.head->reg_prev = op;
+    st.head = op;
     return true;
   }
   // Undoes add() for an operation that was not submitted after all.
   void remove(PendingOp* op) noexcept {
-    std::lock_guard lk(lock_);
-    unlink_locked(op);
+    Stripe& st = stripes_[op->reg_stripe];
+    std::lock_guard lk(st.lock);
+    unlink_locked(st, op);
   }
 
   // The thread that ended `op`'s task, which claimed it (kEnded): unlinks it
@@ -127,17 +139,18 @@ class ContextService final : public net::execution_context::service {
   // shutdown waits for it.
   template <class Deliver>
   void deliver(PendingOp* op, Deliver&& deliver) noexcept {
+    Stripe& st = stripes_[op->reg_stripe];
     {
-      std::lock_guard lk(lock_);
-      unlink_locked(op);
+      std::lock_guard lk(st.lock);
+      unlink_locked(st, op);
       // Relaxed: shutdown reads it under the lock, or with acquire after
       // the release below.
-      delivering_.fetch_add(1, std::memory_order_relaxed);
+      st.delivering.fetch_add(1, std::memory_order_relaxed);
     }
     deliver();
     // Release: the delivery (the post into the context) happens before
     // shutdown sees it done. The last touch of this service by this thread.
-    delivering_.fetch_sub(1, std::memory_order_release);
+    st.delivering.fetch_sub(1, std::memory_order_release);
   }
 
   // Pushes a completion onto the ready list (inside deliver()). Returns true
@@ -177,24 +190,27 @@ class ContextService final : public net::execution_context::service {
   void shutdown() override {
     PendingOp* abandoned = nullptr;  // chained through reg_next
     for (;;) {
-      bool ended_linked = false;
-      {
-        std::lock_guard lk(lock_);
-        shut_down_ = true;
-        for (PendingOp* op = head_; op != nullptr;) {
+      bool busy = false;  // an ended operation still linked, or a delivery in flight
+      for (Stripe& st : stripes_) {
+        std::lock_guard lk(st.lock);
+        st.shut_down = true;
+        for (PendingOp* op = st.head; op != nullptr;) {
           PendingOp* next = op->reg_next;
           if (op->begin_abandon()) {
-            unlink_locked(op);
+            unlink_locked(st, op);
             op->reg_next = abandoned;
             abandoned = op;
           } else {
-            ended_linked = true;  // its ender is on its way to deliver()
+            busy = true;  // its ender is on its way to deliver()
           }
           op = next;
         }
       }
+      // Every stripe is shut, so no operation joins the registry any more;
+      // one that ended before is unlinked above or counted in `delivering`.
       // Acquire pairs with deliver()'s release: the posts are done.
-      if (!ended_linked && delivering_.load(std::memory_order_acquire) == 0) break;
+      for (Stripe& st : stripes_) busy = busy || st.delivering.load(std::memory_order_acquire) != 0;
+      if (!busy) break;
       std::this_thread::yield();  // a delivery is a few instructions and a post
     }
     while (abandoned != nullptr) {
@@ -205,26 +221,31 @@ class ContextService final : public net::execution_context::service {
     }
   }
 
-  void unlink_locked(PendingOp* op) noexcept {
+  // One stripe of the registry (see "Threads and locking" above).
+  struct alignas(64) Stripe {
+    SpinLock lock;
+    PendingOp* head = nullptr;  // guarded by lock: operations whose tasks have not ended
+    bool shut_down = false;     // guarded by lock
+    // Deliveries in flight (unlinked, not yet handed to the context).
+    std::atomic<std::size_t> delivering{0};
+  };
+
+  void unlink_locked(Stripe& st, PendingOp* op) noexcept {
     if (op->reg_prev != nullptr)
       op->reg_prev->reg_next = op->reg_next;
     else
-      head_ = op->reg_next;
+      st.head = op->reg_next;
     if (op->reg_next != nullptr) op->reg_next->reg_prev = op->reg_prev;
     op->reg_prev = op->reg_next = nullptr;
   }
 
-  SpinLock lock_;
-  PendingOp* head_ = nullptr;  // guarded by lock_: operations whose tasks have not ended
-  bool shut_down_ = false;     // guarded by lock_
-  // Deliveries in flight (unlinked, not yet handed to the context).
-  std::atomic<std::size_t> delivering_{0};
+  Stripe stripes_[asio_common::kRegistryStripes];
   // Batched completions, newest first; a Drain takes the whole list.
-  std::atomic<Batched*> ready_{nullptr};
+  alignas(64) std::atomic<Batched*> ready_{nullptr};
   // Whether this context is an io_context run by one thread: -1 until the
   // first operation on its own executor decides (see batches_for), then 0/1.
   // io_ is that io_context, published by the release store of one_thread_.
-  std::atomic<int> one_thread_{-1};
+  alignas(64) std::atomic<int> one_thread_{-1};
   std::atomic<net::io_context*> io_{nullptr};
 };
 
