@@ -2,15 +2,19 @@
 // <blockpool/asio.hpp> (standalone Asio) and <blockpool/boost_asio.hpp>
 // (Boost.Asio) come from one implementation, each in its own namespace, and
 // one pool serves both loops.
+#include <unistd.h>
+
 #include <asio.hpp>
 #include <boost/asio.hpp>
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <future>
 #include <string>
 
 #include "blockpool/asio.hpp"
 #include "blockpool/boost_asio.hpp"
+#include "blockpool/fs.hpp"
 
 namespace {
 
@@ -76,4 +80,17 @@ TEST(AsioTwoFlavours, EachContextDiesWithItsOwnOperations) {
   release.set_value();
   EXPECT_TRUE(pool.shutdown(std::chrono::seconds(20)));
   EXPECT_EQ(token.use_count(), 1);
+}
+
+// blockpool::fs and blockpool::boost_asio::fs side by side, on one pool.
+TEST(AsioTwoFlavours, FsOfBothFlavours) {
+  const std::filesystem::path dir = std::filesystem::temp_directory_path() /
+                                    ("blockpool-two-flavours-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  blockpool::Pool pool;
+  blockpool::fs::async_write_file(pool, dir / "a", std::string("standalone"), asio::use_future).get();
+  blockpool::boost_asio::fs::async_write_file(pool, dir / "b", std::string("boost"), boost::asio::use_future).get();
+  EXPECT_EQ(blockpool::boost_asio::fs::async_read_file(pool, dir / "a", boost::asio::use_future).get(), "standalone");
+  EXPECT_EQ(blockpool::fs::async_read_file(pool, dir / "b", asio::use_future).get(), "boost");
+  std::filesystem::remove_all(dir);
 }

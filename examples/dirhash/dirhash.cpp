@@ -1,24 +1,26 @@
 // dirhash: print the SHA-256 of every regular file under a directory, in the
 // format of `sha256sum` (so `sha256sum -c` checks the output), reading and
-// hashing each file in a blockpool task driven from an Asio event loop.
+// hashing each file on a blockpool pool driven from an Asio event loop.
 //
 //   dirhash [--jobs N] [--inline] [DIR]      (DIR defaults to /usr/include)
 //
-// * The walk and every file's read+hash run on the pool (at most N files in
-//   flight, default 64); the event loop only schedules work and prints.
+// * Directories are listed (blockpool::fs::async_read_dir) and files read
+//   (blockpool::fs::async_read_file) through blockpool::fs; classifying the
+//   entries and hashing run as blockpool tasks too. At most N files are in
+//   flight (default 64), each held in memory whole while it is hashed; the
+//   event loop only schedules work and prints.
 // * A 1 ms ticker on the loop measures the loop's lag (how late each tick
 //   fires). --inline does the same work on the loop thread instead, to show
 //   what blocking calls do to the loop.
 // * Output is sorted by path (byte order). Symlinks to regular files are
 //   hashed (as sha256sum would, reading through them); symlinks to
 //   directories are not followed. Dangling symlinks, special files (fifos,
-//   sockets, devices), unreadable files and directories, and files that
-//   vanish during the run are reported on stderr and skipped.
+//   sockets, devices: the walk skips them, so no read waits on a fifo),
+//   unreadable files and directories, and files that vanish during the run
+//   are reported on stderr and skipped.
 // * Exit status: 0 every file hashed, 1 some were skipped, 2 usage error.
-#include <fcntl.h>
 #include <openssl/evp.h>
 #include <sys/resource.h>
-#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -30,6 +32,7 @@
 #include <asio/use_awaitable.hpp>
 #include <blockpool/asio.hpp>
 #include <blockpool/blockpool.hpp>
+#include <blockpool/fs.hpp>
 #include <cerrno>
 #include <charconv>
 #include <chrono>
@@ -37,8 +40,10 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <memory>
 #include <optional>
+#include <sstream>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -62,50 +67,17 @@ struct EvpCtxDeleter {
   void operator()(EVP_MD_CTX* c) const noexcept { EVP_MD_CTX_free(c); }
 };
 
-std::string errno_text(int err) { return std::generic_category().message(err); }
-
-FileResult hash_file(const std::string& path) {
+// The SHA-256 of `data`.
+FileResult digest(const std::string& data) {
   FileResult r;
-  // O_NONBLOCK: a path that turned into a fifo since the walk must not hang
-  // us in open(); anything that is not a regular file is refused below.
-  const int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
-  if (fd < 0) {
-    r.error = errno_text(errno);
-    return r;
-  }
-  struct FdCloser {
-    int fd;
-    ~FdCloser() { ::close(fd); }
-  } closer{fd};
-  struct stat st {};
-  if (::fstat(fd, &st) != 0) {
-    r.error = errno_text(errno);
-    return r;
-  }
-  if (!S_ISREG(st.st_mode)) {
-    r.error = "not a regular file";
-    return r;
-  }
   std::unique_ptr<EVP_MD_CTX, EvpCtxDeleter> ctx(EVP_MD_CTX_new());
   if (!ctx || EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr) != 1) {
     r.error = "OpenSSL: cannot initialise SHA-256";
     return r;
   }
-  constexpr std::size_t kChunk = 256 * 1024;
-  thread_local std::unique_ptr<unsigned char[]> buf(new unsigned char[kChunk]);
-  for (;;) {
-    const ssize_t n = ::read(fd, buf.get(), kChunk);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      r.error = errno_text(errno);
-      return r;
-    }
-    if (n == 0) break;
-    if (EVP_DigestUpdate(ctx.get(), buf.get(), static_cast<std::size_t>(n)) != 1) {
-      r.error = "OpenSSL: digest update failed";
-      return r;
-    }
-    r.bytes += static_cast<std::uint64_t>(n);
+  if (EVP_DigestUpdate(ctx.get(), data.data(), data.size()) != 1) {
+    r.error = "OpenSSL: digest update failed";
+    return r;
   }
   unsigned char md[EVP_MAX_MD_SIZE];
   unsigned int md_len = 0;
@@ -119,58 +91,64 @@ FileResult hash_file(const std::string& path) {
     r.digest.push_back(kHex[md[i] >> 4]);
     r.digest.push_back(kHex[md[i] & 0xf]);
   }
+  r.bytes = data.size();
   r.ok = true;
   return r;
 }
 
-// ---- Walking the tree (also blocking) -------------------------------------
+// --inline's whole-file read, on the loop thread; throws as
+// blockpool::fs::async_read_file does.
+std::string read_file_inline(const std::string& path) {
+  errno = 0;
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw fs::filesystem_error("read", path, std::error_code(errno, std::generic_category()));
+  std::ostringstream data;
+  data << in.rdbuf();
+  return std::move(data).str();
+}
+
+// ---- Walking the tree -------------------------------------------------------
 
 struct Walk {
   std::vector<std::string> files;    // sorted, byte order
   std::vector<std::string> skipped;  // "path: reason", in walk order
 };
 
-Walk walk_tree(const std::string& root) {
-  Walk w;
-  std::vector<fs::path> dirs{fs::path(root)};
-  while (!dirs.empty()) {
-    const fs::path dir = std::move(dirs.back());
-    dirs.pop_back();
-    std::error_code ec;
-    fs::directory_iterator it(dir, ec), end;
-    if (ec) {
-      w.skipped.push_back(dir.string() + ": cannot read directory: " + ec.message());
+// What one directory's entries are: subdirectories to walk, files to hash,
+// entries to skip. Blocking (a symlink's target is stat'ed).
+struct Sorted {
+  std::vector<fs::path> dirs;
+  std::vector<std::string> files;
+  std::vector<std::string> skipped;
+};
+
+Sorted sort_entries(const std::vector<fs::directory_entry>& entries) {
+  Sorted out;
+  for (const fs::directory_entry& e : entries) {
+    std::error_code sec;
+    const fs::file_status ls = e.symlink_status(sec);
+    if (sec) {
+      out.skipped.push_back(e.path().string() + ": " + sec.message());
       continue;
     }
-    for (; it != end; it.increment(ec)) {
-      const fs::directory_entry& e = *it;
-      std::error_code sec;
-      const fs::file_status ls = e.symlink_status(sec);
-      if (sec) {
-        w.skipped.push_back(e.path().string() + ": " + sec.message());
-        continue;
-      }
-      if (fs::is_directory(ls)) {
-        dirs.push_back(e.path());
-      } else if (fs::is_regular_file(ls)) {
-        w.files.push_back(e.path().string());
-      } else if (fs::is_symlink(ls)) {
-        const fs::file_status ts = e.status(sec);
-        if (sec || !fs::exists(ts)) {
-          w.skipped.push_back(e.path().string() + ": dangling symbolic link");
-        } else if (fs::is_regular_file(ts)) {
-          w.files.push_back(e.path().string());
-        } else if (!fs::is_directory(ts)) {
-          w.skipped.push_back(e.path().string() + ": symbolic link to a special file");
-        }  // symlinks to directories are not followed (no cycles)
-      } else {
-        w.skipped.push_back(e.path().string() + ": special file (fifo, socket or device)");
-      }
+    if (fs::is_directory(ls)) {
+      out.dirs.push_back(e.path());
+    } else if (fs::is_regular_file(ls)) {
+      out.files.push_back(e.path().string());
+    } else if (fs::is_symlink(ls)) {
+      const fs::file_status ts = e.status(sec);
+      if (sec || !fs::exists(ts)) {
+        out.skipped.push_back(e.path().string() + ": dangling symbolic link");
+      } else if (fs::is_regular_file(ts)) {
+        out.files.push_back(e.path().string());
+      } else if (!fs::is_directory(ts)) {
+        out.skipped.push_back(e.path().string() + ": symbolic link to a special file");
+      }  // symlinks to directories are not followed (no cycles)
+    } else {
+      out.skipped.push_back(e.path().string() + ": special file (fifo, socket or device)");
     }
-    if (ec) w.skipped.push_back(dir.string() + ": error while reading directory: " + ec.message());
   }
-  std::sort(w.files.begin(), w.files.end());
-  return w;
+  return out;
 }
 
 // ---- sha256sum's output format --------------------------------------------
@@ -232,7 +210,7 @@ class App {
 
  private:
   // Runs `f` on the pool, or inline on the loop thread with --inline (then
-  // yields once, so the ticker gets to run between files).
+  // yields once, so the ticker gets to run between steps).
   template <class F>
   asio::awaitable<std::invoke_result_t<F&>> blocking(F f) {
     if (opt_.inline_mode) {
@@ -243,11 +221,54 @@ class App {
     co_return co_await blockpool::async_spawn_blocking(pool_, std::move(f), asio::use_awaitable);
   }
 
+  // A directory's entries: through blockpool::fs, or inline with --inline.
+  asio::awaitable<std::vector<fs::directory_entry>> list_dir(fs::path dir) {
+    if (opt_.inline_mode) {
+      std::vector<fs::directory_entry> entries(fs::directory_iterator(dir), fs::directory_iterator{});
+      co_await asio::post(io_, asio::use_awaitable);
+      co_return entries;
+    }
+    co_return co_await blockpool::fs::async_read_dir(pool_, std::move(dir), asio::use_awaitable);
+  }
+
+  // A whole file: through blockpool::fs, or inline with --inline.
+  asio::awaitable<std::string> read_file(std::string path) {
+    if (opt_.inline_mode) {
+      std::string data = read_file_inline(path);
+      co_await asio::post(io_, asio::use_awaitable);
+      co_return data;
+    }
+    co_return co_await blockpool::fs::async_read_file(pool_, std::move(path), asio::use_awaitable);
+  }
+
+  // The tree under `root`, one directory at a time.
+  asio::awaitable<Walk> walk_tree(std::string root) {
+    Walk w;
+    std::vector<fs::path> dirs{fs::path(root)};
+    while (!dirs.empty()) {
+      const fs::path dir = std::move(dirs.back());
+      dirs.pop_back();
+      std::vector<fs::directory_entry> entries;
+      try {
+        entries = co_await list_dir(dir);
+      } catch (const fs::filesystem_error& e) {
+        w.skipped.push_back(dir.string() + ": cannot read directory: " + e.code().message());
+        continue;
+      }
+      // The callables are named variables, not temporaries in the co_await
+      // expression: g++ 12 can destroy such temporaries twice.
+      auto sort = [entries = std::move(entries)] { return sort_entries(entries); };
+      Sorted sorted = co_await blocking(std::move(sort));
+      for (auto& d : sorted.dirs) dirs.push_back(std::move(d));
+      for (auto& f : sorted.files) w.files.push_back(std::move(f));
+      for (auto& k : sorted.skipped) w.skipped.push_back(std::move(k));
+    }
+    std::sort(w.files.begin(), w.files.end());
+    co_return w;
+  }
+
   asio::awaitable<void> main_task() {
-    // The callables are named variables, not temporaries in the co_await
-    // expression: g++ 12 can destroy such temporaries twice.
-    auto walk = [root = opt_.root] { return walk_tree(root); };
-    Walk w = co_await blocking(std::move(walk));
+    Walk w = co_await walk_tree(opt_.root);
     for (const auto& s : w.skipped) std::fprintf(stderr, "dirhash: skipped %s\n", s.c_str());
     skipped_ += w.skipped.size();
     files_ = std::move(w.files);
@@ -269,8 +290,15 @@ class App {
   asio::awaitable<void> worker() {
     while (next_ < files_.size()) {
       const std::size_t i = next_++;
-      auto hash = [path = files_[i]] { return hash_file(path); };
-      results_[i] = co_await blocking(std::move(hash));
+      FileResult r;
+      try {
+        std::string data = co_await read_file(files_[i]);
+        auto hash = [data = std::move(data)] { return digest(data); };
+        r = co_await blocking(std::move(hash));
+      } catch (const fs::filesystem_error& e) {
+        r.error = e.code().message();
+      }
+      results_[i] = std::move(r);
       flush(false);
     }
     if (--active_ == 0) {

@@ -24,6 +24,7 @@
 #include <boost/asio/bind_executor.hpp>
 #include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/cancellation_type.hpp>
+#include <boost/asio/compose.hpp>
 #include <boost/asio/detail/concurrency_hint.hpp>
 #include <boost/asio/execution.hpp>
 #include <boost/asio/execution_context.hpp>
@@ -48,6 +49,7 @@
 #include "blockpool/detail/asio/executor.ipp"
 #include "blockpool/detail/asio/operation.ipp"
 #include "blockpool/detail/asio/initiation.ipp"
+#include "blockpool/detail/asio/fs.ipp"
 #undef BLOCKPOOL_ASIO_HINT_IS_LOCKING
 #undef BLOCKPOOL_ASIO_IMPL
 #undef BLOCKPOOL_ASIO_NET
@@ -62,5 +64,7 @@ using detail::asio_boost::async_spawn_blocking;
 using detail::asio_boost::async_spawn_mandatory_blocking;
 // The second argument of the completion signature for a task returning R.
 using blockpool::asio_value_t;
+// Files and directories through the pool (<blockpool/fs.hpp> for the contract).
+namespace fs = detail::asio_boost::fs;
 
 }  // namespace blockpool::boost_asio
