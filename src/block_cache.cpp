@@ -104,7 +104,7 @@ FreeBlock* split_after_batch(FreeBlock* head) noexcept {
 void shelve(std::size_t k, FreeBlock* batch) noexcept {
   {
     Shelf& s = shelf();
-    MutexLock lk(s.mu);
+    MutexGuard lk(s.mu);
     if (s.count[k] < kMaxBatches) {
       s.batches[k][s.count[k]++] = batch;
       return;
@@ -115,7 +115,7 @@ void shelve(std::size_t k, FreeBlock* batch) noexcept {
 
 FreeBlock* unshelve(std::size_t k) noexcept {
   Shelf& s = shelf();
-  MutexLock lk(s.mu);
+  MutexGuard lk(s.mu);
   return s.count[k] == 0 ? nullptr : s.batches[k][--s.count[k]];
 }
 

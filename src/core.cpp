@@ -176,7 +176,7 @@ void Core::submit(TaskBase* task, bool wait) noexcept {
   enum class Outcome { kQueued, kHeld, kWaiting, kCancelled, kRejected } outcome = Outcome::kQueued;
   const unsigned li = task->lane();
   {
-    MutexLock lk(mu_);
+    MutexGuard lk(mu_);
     spawned_.store(spawned_.load(kRelaxed) + 1, kRelaxed);  // only under mu_
     if (li != 0) lanes_[li]->spawned.fetch_add(1, kRelaxed);
     if (shutdown_) {
@@ -351,7 +351,7 @@ std::size_t Core::start_threads(std::size_t workers, bool controller) noexcept {
   m_.spawn_failures.fetch_add(refused, kRelaxed);
   TaskChain stranded;
   {
-    MutexLock lk(mu_);
+    MutexGuard lk(mu_);
     threads_ -= failed_workers;
     starting_ -= failed_workers;
     live_os_threads_ -= failed_workers + (controller_failed ? 1 : 0);
@@ -721,7 +721,7 @@ void Core::on_time_advanced() noexcept {
   // Called by a virtual clock (its own mutex held). Idle workers re-check
   // their deadlines; they cannot leave the idle list while we hold mu_, so
   // notifying under mu_ is safe (and this path is for tests only).
-  MutexLock lk(mu_);
+  MutexGuard lk(mu_);
   for (Worker* w = idle_head_; w != nullptr; w = locked(w).idle_next) w->cv.notify_one();
 }
 
@@ -847,7 +847,7 @@ Metrics Core::metrics() const {
   r.lanes.resize(lanes_.size());
   std::uint64_t running_now = 0;
   {
-    MutexLock lk(mu_);
+    MutexGuard lk(mu_);
     for (std::size_t li = 0; li < lanes_.size(); ++li) {
       const Lane& lane = *lanes_[li];
       LaneMetrics& m = r.lanes[li];

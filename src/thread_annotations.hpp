@@ -5,14 +5,15 @@
 // it compiles, that a field marked BLOCKPOOL_GUARDED_BY(mu) is touched only
 // with mu held, that a function marked BLOCKPOOL_REQUIRES(mu) is called only
 // with mu held, and that one marked BLOCKPOOL_EXCLUDES(mu) is not. It knows
-// which mutex is held from the annotated Mutex and MutexLock below; std::mutex
-// and std::lock_guard carry no annotations, so state guarded by a Mutex is
-// locked through these types. Other compilers see no attributes: the macros
-// expand to nothing and the types are plain inline wrappers, compiled to what
-// std::mutex and std::unique_lock compile to.
+// which mutex is held from the annotated Mutex, MutexGuard and MutexLock
+// below; std::mutex and std::lock_guard carry no annotations, so state
+// guarded by a Mutex is locked through these types. Other compilers see no
+// attributes: the macros expand to nothing and the types are inline
+// wrappers, compiled to what std::mutex, std::lock_guard and
+// std::unique_lock compile to.
 //
-// scripts/thread_safety.sh builds the library and the tests with clang and
-// -Wthread-safety -Werror.
+// scripts/thread_safety.sh builds the library, the Asio layer and the tests
+// with clang and -Wthread-safety -Werror.
 #pragma once
 
 #include <mutex>
@@ -54,8 +55,8 @@ namespace blockpool::detail {
 class MutexLock;
 
 // std::mutex, annotated as a capability. Lockable, so std::lock_guard and
-// std::unique_lock accept it, but only MutexLock (or lock()/unlock()
-// themselves) tell the analysis that it is held.
+// std::unique_lock accept it, but only MutexGuard, MutexLock (or lock() and
+// unlock() themselves) tell the analysis that it is held.
 class BLOCKPOOL_CAPABILITY("mutex") Mutex {
  public:
   Mutex() = default;
@@ -71,12 +72,27 @@ class BLOCKPOOL_CAPABILITY("mutex") Mutex {
   std::mutex mu_;
 };
 
+// std::lock_guard on a Mutex, annotated as a scoped capability: holds the
+// mutex from construction to destruction.
+class BLOCKPOOL_SCOPED_CAPABILITY MutexGuard {
+ public:
+  explicit MutexGuard(Mutex& mu) BLOCKPOOL_ACQUIRE(mu) : mu_(mu) { mu_.lock(); }
+  ~MutexGuard() BLOCKPOOL_RELEASE() { mu_.unlock(); }
+  MutexGuard(const MutexGuard&) = delete;
+  MutexGuard& operator=(const MutexGuard&) = delete;
+
+ private:
+  Mutex& mu_;
+};
+
 // std::unique_lock<std::mutex> on a Mutex, annotated as a scoped capability:
 // holds the mutex from construction to destruction, except between unlock()
 // and the next lock() ("decide under the lock, act after it").
 class BLOCKPOOL_SCOPED_CAPABILITY MutexLock {
  public:
-  explicit MutexLock(Mutex& mu) BLOCKPOOL_ACQUIRE(mu) : lk_(mu.mu_) {}
+  // Locks as std::lock_guard does (std::unique_lock's constructor would add
+  // checks the compiler cannot always drop).
+  explicit MutexLock(Mutex& mu) BLOCKPOOL_ACQUIRE(mu) : lk_(lock(mu), std::adopt_lock) {}
   ~MutexLock() BLOCKPOOL_RELEASE() {}
   MutexLock(const MutexLock&) = delete;
   MutexLock& operator=(const MutexLock&) = delete;
@@ -91,6 +107,10 @@ class BLOCKPOOL_SCOPED_CAPABILITY MutexLock {
   [[nodiscard]] std::unique_lock<std::mutex>& native() noexcept { return lk_; }
 
  private:
+  static std::mutex& lock(Mutex& mu) {
+    mu.mu_.lock();
+    return mu.mu_;
+  }
   std::unique_lock<std::mutex> lk_;
 };
 

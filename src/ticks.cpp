@@ -64,7 +64,7 @@ double ns_per_tick() noexcept {
   }();
   if (!tsc) return 1.0;
   Calibration& c = calibration();
-  MutexLock lk(c.mu);
+  MutexGuard lk(c.mu);
   if (!c.started) {
     c.started = true;
     c.t0 = ticks();
