@@ -187,7 +187,9 @@ class Core final : public std::enable_shared_from_this<Core>, private Clock::Obs
   // A task popped to start: the accounting of its start. False if it had
   // been aborted (it is reaped).
   bool start_popped_locked(TaskBase* t) noexcept BLOCKPOOL_REQUIRES(mu_);
-  void reap_tombstone(TaskBase* t) noexcept;
+  // An aborted task leaving the queue or a held list (unlinked by the
+  // caller): waits for its aborter to finish, uncounts it, releases it.
+  void reap_tombstone(TaskBase* t) noexcept BLOCKPOOL_REQUIRES(mu_);
   // Whether a new task of lane `li` must wait in its held list.
   [[nodiscard]] bool lane_full_locked(unsigned li) const noexcept BLOCKPOOL_REQUIRES(mu_);
   // Appends `t` to `lane`'s held list (its entry counts are the caller's).
@@ -224,7 +226,7 @@ class Core final : public std::enable_shared_from_this<Core>, private Clock::Obs
   void count_entry_locked(TaskBase* t) noexcept BLOCKPOOL_REQUIRES(mu_);
   void leave_queue_locked(TaskBase* t) noexcept BLOCKPOOL_REQUIRES(mu_);
   // An admission waiter found aborted (as reap_tombstone, for waiters).
-  void reap_waiter_tombstone(TaskBase* t) noexcept;
+  void reap_waiter_tombstone(TaskBase* t) noexcept BLOCKPOOL_REQUIRES(mu_);
   // As sweep_tombstones_locked, for a lane's admission waiters.
   void sweep_waiters_locked(Lane& lane, TaskBase* self) noexcept BLOCKPOOL_REQUIRES(mu_);
   TaskBase* queue_take_all_locked() noexcept BLOCKPOOL_REQUIRES(mu_);  // the whole chain, oldest first

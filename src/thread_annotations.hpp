@@ -92,7 +92,7 @@ class BLOCKPOOL_SCOPED_CAPABILITY MutexLock {
  public:
   // Locks as std::lock_guard does (std::unique_lock's constructor would add
   // checks the compiler cannot always drop).
-  explicit MutexLock(Mutex& mu) BLOCKPOOL_ACQUIRE(mu) : lk_(lock(mu), std::adopt_lock) {}
+  explicit MutexLock(Mutex& mu) BLOCKPOOL_ACQUIRE(mu) : lk_(lock_native(mu), std::adopt_lock) {}
   ~MutexLock() BLOCKPOOL_RELEASE() {}
   MutexLock(const MutexLock&) = delete;
   MutexLock& operator=(const MutexLock&) = delete;
@@ -107,7 +107,7 @@ class BLOCKPOOL_SCOPED_CAPABILITY MutexLock {
   [[nodiscard]] std::unique_lock<std::mutex>& native() noexcept { return lk_; }
 
  private:
-  static std::mutex& lock(Mutex& mu) {
+  static std::mutex& lock_native(Mutex& mu) {
     mu.mu_.lock();
     return mu.mu_;
   }
