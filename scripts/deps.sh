@@ -6,6 +6,8 @@
 #           metrics text in a test)
 #   kvload  wrk and gnuplot, for scripts/kvload.sh
 #   sanit   clang 14 and its runtimes (sanitizers, libFuzzer), valgrind
+#   tsa     clang 16, for scripts/thread_safety.sh (its thread-safety analysis is
+#           newer than clang 14's)
 #   bench   Google Benchmark, libuv, gnuplot, Tokio's crates for the Rust peer,
 #           GLib, Qt 6 and oneTBB for their pools' peers
 set -euo pipefail
@@ -14,6 +16,7 @@ declare -A GROUP=(
   [build]="g++ cmake ninja-build libgtest-dev libgmock-dev libasio-dev libboost1.81-dev libssl-dev libsqlite3-dev coreutils prometheus"
   [kvload]="wrk gnuplot-nox"
   [sanit]="clang-14 libclang-rt-14-dev valgrind"
+  [tsa]="clang-16"
   [bench]="libbenchmark-dev libuv1-dev gnuplot-nox librust-tokio-dev libglib2.0-dev qt6-base-dev libtbb-dev"
 )
 

@@ -33,11 +33,11 @@
 // comes from ::operator new and goes back to ::operator delete.
 #include <atomic>
 #include <cstddef>
-#include <mutex>
 #include <new>
 
 #include "blockpool/detail/task.hpp"
 #include "blockpool/testing.hpp"
+#include "thread_annotations.hpp"
 
 #if defined(__SANITIZE_ADDRESS__)
 #define BLOCKPOOL_BLOCK_CACHE_DEFAULT false
@@ -72,9 +72,9 @@ std::atomic<bool> g_enabled{BLOCKPOOL_BLOCK_CACHE_DEFAULT};
 // The process-wide shelf. Never destroyed: pool threads may free blocks while
 // static objects are being destroyed at exit.
 struct Shelf {
-  std::mutex mu;
-  FreeBlock* batches[kClasses][kMaxBatches] = {};  // guarded by mu
-  unsigned count[kClasses] = {};                   // guarded by mu
+  Mutex mu;
+  FreeBlock* batches[kClasses][kMaxBatches] BLOCKPOOL_GUARDED_BY(mu) = {};
+  unsigned count[kClasses] BLOCKPOOL_GUARDED_BY(mu) = {};
 };
 Shelf& shelf() {
   static Shelf* s = new Shelf;
@@ -104,7 +104,7 @@ FreeBlock* split_after_batch(FreeBlock* head) noexcept {
 void shelve(std::size_t k, FreeBlock* batch) noexcept {
   {
     Shelf& s = shelf();
-    std::lock_guard lk(s.mu);
+    MutexGuard lk(s.mu);
     if (s.count[k] < kMaxBatches) {
       s.batches[k][s.count[k]++] = batch;
       return;
@@ -115,7 +115,7 @@ void shelve(std::size_t k, FreeBlock* batch) noexcept {
 
 FreeBlock* unshelve(std::size_t k) noexcept {
   Shelf& s = shelf();
-  std::lock_guard lk(s.mu);
+  MutexGuard lk(s.mu);
   return s.count[k] == 0 ? nullptr : s.batches[k][--s.count[k]];
 }
 

@@ -176,7 +176,7 @@ void Core::submit(TaskBase* task, bool wait) noexcept {
   enum class Outcome { kQueued, kHeld, kWaiting, kCancelled, kRejected } outcome = Outcome::kQueued;
   const unsigned li = task->lane();
   {
-    std::lock_guard lk(mu_);
+    MutexGuard lk(mu_);
     spawned_.store(spawned_.load(kRelaxed) + 1, kRelaxed);  // only under mu_
     if (li != 0) lanes_[li]->spawned.fetch_add(1, kRelaxed);
     if (shutdown_) {
@@ -185,14 +185,15 @@ void Core::submit(TaskBase* task, bool wait) noexcept {
       // Admission control. A waiter queues behind earlier waiters even if
       // room has just appeared: waiters are let in in the order they came.
       Lane& lane = *lanes_[li];
-      const bool waiters = lane.waiting > lane.waiter_tombstones.load(kRelaxed);
+      Lane::Locked& ls = locked(lane);
+      const bool waiters = ls.waiting > lane.waiter_tombstones.load(kRelaxed);
       const bool full = lane_depth_locked(li) >= lane_max_queued(li);
       if (full || (wait && waiters)) {
         if (!wait) {
           outcome = Outcome::kRejected;
         } else if (task->begin_admission_wait()) {
-          lane.waiters.push(task);
-          ++lane.waiting;
+          ls.waiters.push(task);
+          ++ls.waiting;
           outcome = Outcome::kWaiting;
         }
         // else: aborted before it could wait; it goes in as a tombstone,
@@ -279,7 +280,7 @@ void Core::wake_idle_locked(Actions& a, std::chrono::steady_clock::time_point no
 }
 
 void Core::mark_notified_locked(Worker* w) noexcept {
-  w->notified = true;
+  locked(w).notified = true;
   ++waking_;
   w->add_ref();
 }
@@ -350,7 +351,7 @@ std::size_t Core::start_threads(std::size_t workers, bool controller) noexcept {
   m_.spawn_failures.fetch_add(refused, kRelaxed);
   TaskChain stranded;
   {
-    std::lock_guard lk(mu_);
+    MutexGuard lk(mu_);
     threads_ -= failed_workers;
     starting_ -= failed_workers;
     live_os_threads_ -= failed_workers + (controller_failed ? 1 : 0);
@@ -371,7 +372,7 @@ std::size_t Core::start_threads(std::size_t workers, bool controller) noexcept {
 void Core::take_queued_locked(TaskChain& out, bool keep_mandatory) noexcept {
   // Claims every startable task of `chain` onto `out`, or keeps it (a
   // mandatory one, with keep_mandatory) through `keep`.
-  auto sort = [&](TaskBase* t, auto&& keep) {
+  auto sort = [&](TaskBase* t, auto&& keep) BLOCKPOOL_REQUIRES(mu_) {
     while (t != nullptr) {
       TaskBase* next = t->next_;
       t->next_ = nullptr;
@@ -385,23 +386,24 @@ void Core::take_queued_locked(TaskChain& out, bool keep_mandatory) noexcept {
       t = next;
     }
   };
-  sort(queue_take_all_locked(), [&](TaskBase* t) { queue_push_locked(t); });
+  sort(queue_take_all_locked(), [&](TaskBase* t) BLOCKPOOL_REQUIRES(mu_) { queue_push_locked(t); });
   for (std::size_t li = 1; li < lanes_.size(); ++li) {
     Lane& lane = *lanes_[li];
-    TaskBase* held = lane.held.take_all();
-    held_total_ -= lane.held_count;
-    lane.held_count = 0;
+    Lane::Locked& ls = locked(lane);
+    TaskBase* held = ls.held.take_all();
+    held_total_ -= ls.held_count;
+    ls.held_count = 0;
     for (TaskBase* t = held; t != nullptr; t = t->next_) leave_queue_locked(t);
-    sort(held, [&](TaskBase* t) {
+    sort(held, [&](TaskBase* t) BLOCKPOOL_REQUIRES(mu_) {
       count_entry_locked(t);
       hold_locked(lane, t);
     });
   }
   // Admission waiters are never mandatory: all of them go.
   for (auto& lane_ptr : lanes_) {
-    Lane& lane = *lane_ptr;
-    TaskBase* t = lane.waiters.take_all();
-    lane.waiting = 0;
+    Lane::Locked& ls = locked(*lane_ptr);
+    TaskBase* t = ls.waiters.take_all();
+    ls.waiting = 0;
     while (t != nullptr) {
       TaskBase* next = t->next_;
       t->next_ = nullptr;
@@ -445,7 +447,7 @@ bool Core::start_popped_locked(TaskBase* t) noexcept {
   ++started_tasks_;
   ++running_tasks_;
   const unsigned li = t->lane();
-  if (li != 0) ++lanes_[li]->running;
+  if (li != 0) ++locked(*lanes_[li]).running;
   return true;
 }
 
@@ -458,9 +460,10 @@ TaskBase* Core::pop_locked() noexcept {
     if (held_total_ > 0) {
       for (std::size_t li = 1; li < lanes_.size(); ++li) {
         Lane& lane = *lanes_[li];
-        while (!lane.held.empty() && lane.running + (lane.queued - lane.held_count) < lane.max_running) {
-          TaskBase* t = lane.held.pop();
-          --lane.held_count;
+        Lane::Locked& ls = locked(lane);
+        while (!ls.held.empty() && ls.running + (ls.queued - ls.held_count) < lane.max_running) {
+          TaskBase* t = ls.held.pop();
+          --ls.held_count;
           --held_total_;
           leave_queue_locked(t);
           const bool started = start_popped_locked(t);
@@ -472,7 +475,7 @@ TaskBase* Core::pop_locked() noexcept {
     if (queue_.empty()) return nullptr;
     TaskBase* t = queue_.pop();
     const unsigned li = t->lane();
-    if (li != 0 && lanes_[li]->running >= lanes_[li]->max_running && t->state() == kQueued) {
+    if (li != 0 && locked(*lanes_[li]).running >= lanes_[li]->max_running && t->state() == kQueued) {
       // Not expected (see above); if it happens, the lane's cap still holds.
       hold_locked(*lanes_[li], t);
       continue;
@@ -487,28 +490,31 @@ TaskBase* Core::pop_locked() noexcept {
 
 void Core::task_ended_locked(unsigned li) noexcept {
   --running_tasks_;
-  if (li != 0) --lanes_[li]->running;  // a held task of the lane may start now: pop_locked looks
+  if (li != 0) --locked(*lanes_[li]).running;  // a held task of the lane may start now: pop_locked looks
 }
 
 bool Core::lane_full_locked(unsigned li) const noexcept {
   const Lane& lane = *lanes_[li];
+  const Lane::Locked& ls = locked(lane);
   // Its tasks running, plus those in the pool's queue (which will start as
   // soon as a thread reaches them), against its cap; or older ones held.
-  const std::size_t in_queue = lane.queued - lane.held_count;
-  return !lane.held.empty() || lane.running + in_queue >= lane.max_running;
+  const std::size_t in_queue = ls.queued - ls.held_count;
+  return !ls.held.empty() || ls.running + in_queue >= lane.max_running;
 }
 
 void Core::hold_locked(Lane& lane, TaskBase* t) noexcept {
-  lane.held.push(t);
-  ++lane.held_count;
+  Lane::Locked& ls = locked(lane);
+  ls.held.push(t);
+  ++ls.held_count;
   ++held_total_;
 }
 
 std::uint64_t Core::lane_depth_locked(unsigned li) const noexcept {
   if (li != 0) {
     const Lane& lane = *lanes_[li];
+    const std::uint64_t queued = locked(lane).queued;
     const std::uint64_t dead = lane.tombstones.load(kRelaxed);
-    return lane.queued > dead ? lane.queued - dead : 0;
+    return queued > dead ? queued - dead : 0;
   }
   std::uint64_t depth = queue_depth();
   for (std::size_t i = 1; i < lanes_.size(); ++i) {
@@ -519,10 +525,10 @@ std::uint64_t Core::lane_depth_locked(unsigned li) const noexcept {
 }
 
 void Core::admit_waiters_locked(unsigned li) noexcept {
-  Lane& lane = *lanes_[li];
-  while (!lane.waiters.empty() && lane_depth_locked(li) < lane_max_queued(li)) {
-    TaskBase* t = lane.waiters.pop();
-    --lane.waiting;
+  Lane::Locked& ls = locked(*lanes_[li]);
+  while (!ls.waiters.empty() && lane_depth_locked(li) < lane_max_queued(li)) {
+    TaskBase* t = ls.waiters.pop();
+    --ls.waiting;
     if (t->end_admission_wait()) {
       queue_push_locked(t);  // a worker is about to look at the queue (our caller)
     } else {
@@ -557,9 +563,9 @@ void Core::note_aborted(TaskBase* task, bool was_waiting) noexcept {
     // cancelled one after another must not keep them all.
     Lane& lane = *lanes_[li];
     const std::uint64_t dead = lane.waiter_tombstones.fetch_add(1, kRelaxed) + 1;
-    if (dead < kSweepMin) return;
-    std::unique_lock lk(mu_, std::try_to_lock);
-    if (lk.owns_lock() && dead * 2 >= lane.waiting) sweep_waiters_locked(lane, task);
+    if (dead < kSweepMin || !mu_.try_lock()) return;
+    if (dead * 2 >= locked(lane).waiting) sweep_waiters_locked(lane, task);
+    mu_.unlock();
     return;
   }
   if (li != 0) lanes_[li]->tombstones.fetch_add(1, kRelaxed);
@@ -570,15 +576,15 @@ void Core::note_aborted(TaskBase* task, bool was_waiting) noexcept {
   // the queue never holds more dead entries than max(kSweepMin, live ones).
   // Only try the lock: whoever holds it may be waiting for `task` to leave
   // kAborting (see reap_tombstone); the next abort, pop or sweep then does it.
-  if (dead < kSweepMin || dead * 2 < queued_.load(kRelaxed)) return;
-  std::unique_lock lk(mu_, std::try_to_lock);
-  if (lk.owns_lock()) sweep_tombstones_locked(task);
+  if (dead < kSweepMin || dead * 2 < queued_.load(kRelaxed) || !mu_.try_lock()) return;
+  sweep_tombstones_locked(task);
+  mu_.unlock();
 }
 
 void Core::sweep_tombstones_locked(TaskBase* self) noexcept {
   // Keeps a live entry (or one whose aborter is still counting it) through
   // `keep`, drops the others.
-  auto sweep = [&](TaskBase* t, auto&& keep) {
+  auto sweep = [&](TaskBase* t, auto&& keep) BLOCKPOOL_REQUIRES(mu_) {
     while (t != nullptr) {
       TaskBase* next = t->next_;
       t->next_ = nullptr;
@@ -600,21 +606,23 @@ void Core::sweep_tombstones_locked(TaskBase* self) noexcept {
     }
   };
   TaskBase* all = queue_.take_all();
-  sweep(all, [&](TaskBase* t) { queue_.push(t); });
+  sweep(all, [&](TaskBase* t) BLOCKPOOL_REQUIRES(mu_) { queue_.push(t); });
   for (std::size_t li = 1; li < lanes_.size(); ++li) {
     Lane& lane = *lanes_[li];
-    TaskBase* held = lane.held.take_all();
-    held_total_ -= lane.held_count;
-    lane.held_count = 0;
-    sweep(held, [&](TaskBase* t) { hold_locked(lane, t); });
+    Lane::Locked& ls = locked(lane);
+    TaskBase* held = ls.held.take_all();
+    held_total_ -= ls.held_count;
+    ls.held_count = 0;
+    sweep(held, [&](TaskBase* t) BLOCKPOOL_REQUIRES(mu_) { hold_locked(lane, t); });
   }
   if (bounded_)
     for (std::size_t li = 0; li < lanes_.size(); ++li) admit_waiters_locked(static_cast<unsigned>(li));
 }
 
 void Core::sweep_waiters_locked(Lane& lane, TaskBase* self) noexcept {
-  TaskBase* t = lane.waiters.take_all();
-  lane.waiting = 0;
+  Lane::Locked& ls = locked(lane);
+  TaskBase* t = ls.waiters.take_all();
+  ls.waiting = 0;
   while (t != nullptr) {
     TaskBase* next = t->next_;
     t->next_ = nullptr;
@@ -623,8 +631,8 @@ void Core::sweep_waiters_locked(Lane& lane, TaskBase* self) noexcept {
       lane.waiter_tombstones.fetch_sub(1, kRelaxed);
       t->release();  // the pool's reference; our caller holds its own
     } else if (st == kQueued || st == kAborting) {
-      lane.waiters.push(t);
-      ++lane.waiting;
+      ls.waiters.push(t);
+      ++ls.waiting;
     } else {
       reap_waiter_tombstone(t);
     }
@@ -635,12 +643,12 @@ void Core::sweep_waiters_locked(Lane& lane, TaskBase* self) noexcept {
 void Core::count_entry_locked(TaskBase* t) noexcept {
   // Only under mu_. release: the spawn's spawned_ store comes first (see metrics()).
   queued_.store(queued_.load(kRelaxed) + 1, std::memory_order_release);
-  if (const unsigned li = t->lane(); li != 0) ++lanes_[li]->queued;
+  if (const unsigned li = t->lane(); li != 0) ++locked(*lanes_[li]).queued;
 }
 
 void Core::leave_queue_locked(TaskBase* t) noexcept {
   queued_.store(queued_.load(kRelaxed) - 1, kRelaxed);
-  if (const unsigned li = t->lane(); li != 0) --lanes_[li]->queued;
+  if (const unsigned li = t->lane(); li != 0) --locked(*lanes_[li]).queued;
 }
 
 void Core::queue_push_locked(TaskBase* t) noexcept {
@@ -664,10 +672,11 @@ std::uint64_t Core::queue_depth() const noexcept {
 }
 
 void Core::push_idle_locked(Worker* w) noexcept {
-  w->idle = true;
-  w->idle_prev = nullptr;
-  w->idle_next = idle_head_;
-  if (idle_head_ != nullptr) idle_head_->idle_prev = w;
+  Worker::Locked& wl = locked(w);
+  wl.idle = true;
+  wl.idle_prev = nullptr;
+  wl.idle_next = idle_head_;
+  if (idle_head_ != nullptr) locked(idle_head_).idle_prev = w;
   idle_head_ = w;
   ++idle_count_;
   m_.idle.fetch_add(1, kRelaxed);
@@ -683,8 +692,8 @@ Worker* Core::pop_idle_near_locked(int cpu) noexcept {
   Worker* w = idle_head_;
   if (cpu >= 0) {
     Worker* c = idle_head_;
-    for (std::size_t i = 0; c != nullptr && i < growth::kWakeScan; ++i, c = c->idle_next) {
-      if (c->park_cpu == cpu) {
+    for (std::size_t i = 0; c != nullptr && i < growth::kWakeScan; ++i, c = locked(c).idle_next) {
+      if (locked(c).park_cpu == cpu) {
         w = c;
         break;
       }
@@ -695,14 +704,15 @@ Worker* Core::pop_idle_near_locked(int cpu) noexcept {
 }
 
 void Core::remove_idle_locked(Worker* w) noexcept {
-  if (!w->idle) return;
-  if (w->idle_prev != nullptr)
-    w->idle_prev->idle_next = w->idle_next;
+  Worker::Locked& wl = locked(w);
+  if (!wl.idle) return;
+  if (wl.idle_prev != nullptr)
+    locked(wl.idle_prev).idle_next = wl.idle_next;
   else
-    idle_head_ = w->idle_next;
-  if (w->idle_next != nullptr) w->idle_next->idle_prev = w->idle_prev;
-  w->idle_prev = w->idle_next = nullptr;
-  w->idle = false;
+    idle_head_ = wl.idle_next;
+  if (wl.idle_next != nullptr) locked(wl.idle_next).idle_prev = wl.idle_prev;
+  wl.idle_prev = wl.idle_next = nullptr;
+  wl.idle = false;
   --idle_count_;
   m_.idle.fetch_sub(1, kRelaxed);
 }
@@ -711,8 +721,8 @@ void Core::on_time_advanced() noexcept {
   // Called by a virtual clock (its own mutex held). Idle workers re-check
   // their deadlines; they cannot leave the idle list while we hold mu_, so
   // notifying under mu_ is safe (and this path is for tests only).
-  std::lock_guard lk(mu_);
-  for (Worker* w = idle_head_; w != nullptr; w = w->idle_next) w->cv.notify_one();
+  MutexGuard lk(mu_);
+  for (Worker* w = idle_head_; w != nullptr; w = locked(w).idle_next) w->cv.notify_one();
 }
 
 void Core::leave_join_chain_locked(Actions& a) noexcept {
@@ -738,14 +748,14 @@ bool Core::shutdown(std::chrono::nanoseconds timeout) {
   TaskChain to_stop;         // running tasks, chained through next_ (unused while running)
   Worker* to_wake = nullptr;  // idle workers, chained through wake_next
   Actions a;
-  std::unique_lock lk(mu_);
+  MutexLock lk(mu_);
   if (!shutdown_) {
     shutdown_ = true;
     // Queued tasks: cancel the non-mandatory ones at once, keep the rest.
     take_queued_locked(cancelled, true);
     // Running tasks: trigger the stop tokens of the non-mandatory ones.
-    for (Worker* w = all_head_; w != nullptr; w = w->all_next) {
-      TaskBase* cur = w->current;
+    for (Worker* w = all_head_; w != nullptr; w = locked(w).all_next) {
+      TaskBase* cur = locked(w).current;
       if (cur != nullptr && !cur->mandatory() && cur->stoppable() && !cur->is_done()) {
         cur->add_ref();
         to_stop.push(cur);
@@ -802,7 +812,7 @@ bool Core::shutdown(std::chrono::nanoseconds timeout) {
     }
     if (exited && joining_ == 0) return true;
     if (timed_out) return false;
-    timed_out = exit_cv_.wait_until(lk, deadline) == std::cv_status::timeout;
+    timed_out = exit_cv_.wait_until(lk.native(), deadline) == std::cv_status::timeout;
   }
 }
 
@@ -837,16 +847,16 @@ Metrics Core::metrics() const {
   r.lanes.resize(lanes_.size());
   std::uint64_t running_now = 0;
   {
-    std::lock_guard lk(mu_);
+    MutexGuard lk(mu_);
     for (std::size_t li = 0; li < lanes_.size(); ++li) {
       const Lane& lane = *lanes_[li];
       LaneMetrics& m = r.lanes[li];
       m.name = lane.name;
       if (li != 0) {
-        m.running = lane.running;
+        m.running = locked(lane).running;
         m.queue_depth = lane_depth_locked(static_cast<unsigned>(li));
       }
-      const std::uint64_t waiting = lane.waiting;
+      const std::uint64_t waiting = locked(lane).waiting;
       const std::uint64_t dead = lane.waiter_tombstones.load(kRelaxed);
       r.admission_waiting += waiting > dead ? waiting - dead : 0;
     }

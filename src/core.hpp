@@ -8,7 +8,12 @@
 //   growth.hpp  the growth policy (how many threads to add, when)
 //
 // Locking: one mutex, mu_, guards the queue, the idle list, the thread
-// accounting and the shutdown state (every field marked GUARDED_BY(mu_)).
+// accounting and the shutdown state: every field marked GUARDED_BY(mu_), and
+// the Lane::Locked and Worker::Locked/Watched fields (reached through
+// locked() and watched(), which require mu_). A function named *_locked
+// requires mu_ held (REQUIRES(mu_)); one that takes mu_ itself is marked
+// EXCLUDES(mu_). Clang checks all of this at compile time (-Wthread-safety,
+// src/thread_annotations.hpp; scripts/thread_safety.sh builds with it).
 // Rules:
 //   * Decide under mu_, act after: threads are created, woken, joined, and
 //     tasks ended (continuations run, stop callbacks fired, callables
@@ -62,6 +67,7 @@
 #include "growth.hpp"
 #include "lane.hpp"
 #include "task_chain.hpp"
+#include "thread_annotations.hpp"
 
 
 namespace blockpool::detail {
@@ -83,15 +89,18 @@ struct Worker {
   std::atomic<std::uint32_t> refs{1};
   std::condition_variable cv;  // waited on with Core::mu_
 
-  // All guarded by Core::mu_:
-  bool idle = false;        // on the idle list
-  bool notified = false;    // woken by a spawner or shutdown (and taken off the idle list)
-  int park_cpu = -1;            // the CPU it parked on (sched_getcpu), -1 if unknown
-  Worker* idle_prev = nullptr;  // idle list links (most recently idle at the head)
-  Worker* idle_next = nullptr;
-  Worker* all_prev = nullptr;   // list of all live workers
-  Worker* all_next = nullptr;
-  TaskBase* current = nullptr;  // the task being run (holds the pool's reference)
+  // Guarded by Core::mu_ (Core::locked(w)).
+  struct Locked {
+    bool idle = false;            // on the idle list
+    bool notified = false;        // woken by a spawner or shutdown (and taken off the idle list)
+    int park_cpu = -1;            // the CPU it parked on (sched_getcpu), -1 if unknown
+    Worker* idle_prev = nullptr;  // idle list links (most recently idle at the head)
+    Worker* idle_next = nullptr;
+    Worker* all_prev = nullptr;   // list of all live workers
+    Worker* all_next = nullptr;
+    TaskBase* current = nullptr;  // the task being run (holds the pool's reference)
+  };
+  GuardedBy<Locked> locked;
   // How long this worker's last idle spell lasted (from finding the queue
   // empty to getting work). Touched only by the worker's own thread.
   std::chrono::nanoseconds last_gap = std::chrono::nanoseconds::max();
@@ -105,13 +114,16 @@ struct Worker {
   // all workers (under mu_), then read-only (the watchdog reports it).
   std::string name;
   // The task it runs, for the slow-task watchdog (only when the pool has
-  // one). All guarded by Core::mu_: set when the task is popped, `running`
-  // cleared when the worker next takes the lock.
-  bool running = false;
-  bool slow_reported = false;      // reported to on_slow_task already
-  std::uint64_t run_start = 0;     // ticks (detail/ticks.hpp)
-  const char* run_name = nullptr;  // TaskOptions::name
-  unsigned run_lane = 0;
+  // one). Guarded by Core::mu_ (Core::watched(w)): set when the task is
+  // popped, `running` cleared when the worker next takes the lock.
+  struct Watched {
+    bool running = false;
+    bool slow_reported = false;      // reported to on_slow_task already
+    std::uint64_t run_start = 0;     // ticks (detail/ticks.hpp)
+    const char* run_name = nullptr;  // TaskOptions::name
+    unsigned run_lane = 0;
+  };
+  GuardedBy<Watched> watched;
 };
 
 // What to do once mu_ is released.
@@ -135,116 +147,129 @@ class Core final : public std::enable_shared_from_this<Core>, private Clock::Obs
   // ---- core.cpp ----
   // Queues a task (see detail::submit). With `wait`, a full queue keeps the
   // task waiting for room instead of rejecting it (detail::submit_or_wait).
-  void submit(TaskBase* task, bool wait) noexcept;
-  [[nodiscard]] Metrics metrics() const;
+  void submit(TaskBase* task, bool wait) noexcept BLOCKPOOL_EXCLUDES(mu_);
+  [[nodiscard]] Metrics metrics() const BLOCKPOOL_EXCLUDES(mu_);
   // The index of the lane `name` (0: ""); throws std::invalid_argument.
   [[nodiscard]] unsigned lane_index(const std::string& name) const;
   // Begins shutdown (first call only), then waits up to `timeout` for every
   // thread (but the caller's own) to exit, and joins them.
-  bool shutdown(std::chrono::nanoseconds timeout);
-  void shutdown_background() noexcept;
+  bool shutdown(std::chrono::nanoseconds timeout) BLOCKPOOL_EXCLUDES(mu_);
+  void shutdown_background() noexcept BLOCKPOOL_EXCLUDES(mu_);
   // TaskBase::abort() moved queued `task` to kAborting: count it, and when
   // aborted tasks have come to fill at least half the queue, unlink them
   // (task included) so that their memory is freed now rather than when a
   // worker reaches them. Must not block on mu_ (a worker or shutdown may
   // hold it while it waits for `task` to leave kAborting): it only tries it.
   // `was_waiting`: it was waiting for room (admission), not queued.
-  void note_aborted(TaskBase* task, bool was_waiting) noexcept;
+  void note_aborted(TaskBase* task, bool was_waiting) noexcept BLOCKPOOL_EXCLUDES(mu_);
 
   // ---- worker.cpp ----
-  void run_worker(Worker* w) noexcept;
-  void run_controller() noexcept;
+  void run_worker(Worker* w) noexcept BLOCKPOOL_EXCLUDES(mu_);
+  void run_controller() noexcept BLOCKPOOL_EXCLUDES(mu_);
 
  private:
   // core.cpp
-  void perform(Actions& a) noexcept;
+  void perform(Actions& a) noexcept BLOCKPOOL_EXCLUDES(mu_);
   // Creates `workers` workers and maybe the controller, all already reserved
   // in the counts. Returns how many creations failed.
-  std::size_t start_threads(std::size_t workers, bool controller) noexcept;
+  std::size_t start_threads(std::size_t workers, bool controller) noexcept BLOCKPOOL_EXCLUDES(mu_);
   // Unlinks every queued task, claims the startable ones onto `out` (a chain
   // through TaskBase::next_, so no allocation under the lock) and reaps the
   // tombstones. With keep_mandatory, mandatory tasks not yet claimed stay
   // queued, in order (shutdown runs them).
-  void take_queued_locked(TaskChain& out, bool keep_mandatory) noexcept;
+  void take_queued_locked(TaskChain& out, bool keep_mandatory) noexcept BLOCKPOOL_REQUIRES(mu_);
   // Ends every task of the chain with `e` (after mu_ is released).
-  void end_tasks(TaskChain& tasks, const JoinErrorInfo& e) noexcept;
+  void end_tasks(TaskChain& tasks, const JoinErrorInfo& e) noexcept BLOCKPOOL_EXCLUDES(mu_);
   // The next startable task (kQueued -> kRunning), or null: the oldest held
   // task of a lane that has room, else the first in the queue whose lane has
   // room (tasks of a lane at its cap go to its held list on the way).
-  TaskBase* pop_locked() noexcept;
+  TaskBase* pop_locked() noexcept BLOCKPOOL_REQUIRES(mu_);
   // A task popped to start: the accounting of its start. False if it had
   // been aborted (it is reaped).
-  bool start_popped_locked(TaskBase* t) noexcept;
-  void reap_tombstone(TaskBase* t) noexcept;
+  bool start_popped_locked(TaskBase* t) noexcept BLOCKPOOL_REQUIRES(mu_);
+  // An aborted task leaving the queue or a held list (unlinked by the
+  // caller): waits for its aborter to finish, uncounts it, releases it.
+  void reap_tombstone(TaskBase* t) noexcept BLOCKPOOL_REQUIRES(mu_);
   // Whether a new task of lane `li` must wait in its held list.
-  [[nodiscard]] bool lane_full_locked(unsigned li) const noexcept;
+  [[nodiscard]] bool lane_full_locked(unsigned li) const noexcept BLOCKPOOL_REQUIRES(mu_);
   // Appends `t` to `lane`'s held list (its entry counts are the caller's).
-  void hold_locked(Lane& lane, TaskBase* t) noexcept;
+  void hold_locked(Lane& lane, TaskBase* t) noexcept BLOCKPOOL_REQUIRES(mu_);
   // A task of lane `li` ended on a worker (which holds mu_ again).
-  void task_ended_locked(unsigned li) noexcept;
+  void task_ended_locked(unsigned li) noexcept BLOCKPOOL_REQUIRES(mu_);
   // Tasks of lane `li` waiting to start (queued or held, not aborted).
-  [[nodiscard]] std::uint64_t lane_depth_locked(unsigned li) const noexcept;
+  [[nodiscard]] std::uint64_t lane_depth_locked(unsigned li) const noexcept BLOCKPOOL_REQUIRES(mu_);
   [[nodiscard]] std::size_t lane_max_queued(unsigned li) const noexcept {
     return li == 0 ? config_.max_queued : lanes_[li]->max_queued;
   }
   // Lets admission waiters of lane `li` into the queue while it has room.
-  void admit_waiters_locked(unsigned li) noexcept;
+  void admit_waiters_locked(unsigned li) noexcept BLOCKPOOL_REQUIRES(mu_);
   // Counts a task of lane `li` ending with `final_state` (kCompleted,
   // kFailed, kCancelled; rejected tasks are counted apart), release order.
   void count_end(unsigned li, std::uint32_t final_state) noexcept;
-  // The slow-task watchdog, on the controller thread (mu_ held through `lk`;
-  // released while the callback runs). Reports the tasks running for the
-  // threshold and sets watch_deadline_ to the next one due.
-  void watch_slow_tasks(std::unique_lock<std::mutex>& lk) noexcept;
+  // The slow-task watchdog, on the controller thread (mu_ held on entry and
+  // return; released while the callback runs). Reports the tasks running for
+  // the threshold and sets watch_deadline_ to the next one due.
+  void watch_slow_tasks() noexcept BLOCKPOOL_REQUIRES(mu_);
   // watch_deadline_ as a steady_clock time (max if none).
-  [[nodiscard]] std::chrono::steady_clock::time_point watch_deadline_locked() const noexcept;
+  [[nodiscard]] std::chrono::steady_clock::time_point watch_deadline_locked() const noexcept BLOCKPOOL_REQUIRES(mu_);
   // Unlinks the aborted tasks (tombstones) from the queue and releases the
   // pool's references to them, but for those still in kAborting (their
   // aborters are mid-way; a later sweep or pop takes them) and `self`, which
   // the caller (its aborter) unlinks and accounts for itself.
-  void sweep_tombstones_locked(TaskBase* self) noexcept;
+  void sweep_tombstones_locked(TaskBase* self) noexcept BLOCKPOOL_REQUIRES(mu_);
   // Reserves the first worker (threads_ was 0) and, if none runs, the
   // controller that must exist beside it (see "Locking" above).
-  void reserve_first_worker_locked(Actions& a) noexcept;
-  void queue_push_locked(TaskBase* t) noexcept;
+  void reserve_first_worker_locked(Actions& a) noexcept BLOCKPOOL_REQUIRES(mu_);
+  void queue_push_locked(TaskBase* t) noexcept BLOCKPOOL_REQUIRES(mu_);
   // The pool's entry counts (queued_, a lane's `queued`): an entry added to
   // the queue or a held list, or leaving it.
-  void count_entry_locked(TaskBase* t) noexcept;
-  void leave_queue_locked(TaskBase* t) noexcept;
+  void count_entry_locked(TaskBase* t) noexcept BLOCKPOOL_REQUIRES(mu_);
+  void leave_queue_locked(TaskBase* t) noexcept BLOCKPOOL_REQUIRES(mu_);
   // An admission waiter found aborted (as reap_tombstone, for waiters).
-  void reap_waiter_tombstone(TaskBase* t) noexcept;
+  void reap_waiter_tombstone(TaskBase* t) noexcept BLOCKPOOL_REQUIRES(mu_);
   // As sweep_tombstones_locked, for a lane's admission waiters.
-  void sweep_waiters_locked(Lane& lane, TaskBase* self) noexcept;
-  TaskBase* queue_take_all_locked() noexcept;  // the whole chain, oldest first
+  void sweep_waiters_locked(Lane& lane, TaskBase* self) noexcept BLOCKPOOL_REQUIRES(mu_);
+  TaskBase* queue_take_all_locked() noexcept BLOCKPOOL_REQUIRES(mu_);  // the whole chain, oldest first
   // Logical queue depth: queued tasks not aborted. Exact under mu_.
   [[nodiscard]] std::uint64_t queue_depth() const noexcept;
-  void push_idle_locked(Worker* w) noexcept;
-  Worker* pop_idle_locked() noexcept;
+  void push_idle_locked(Worker* w) noexcept BLOCKPOOL_REQUIRES(mu_);
+  Worker* pop_idle_locked() noexcept BLOCKPOOL_REQUIRES(mu_);
   // The idle worker to wake for work made on CPU `cpu`: among the
   // kWakeScan most recently idle, the first that parked on `cpu`, else the
   // most recently idle. Taken off the idle list. Precondition: idle_head_.
-  Worker* pop_idle_near_locked(int cpu) noexcept;
-  void remove_idle_locked(Worker* w) noexcept;
-  void on_time_advanced() noexcept override;
+  Worker* pop_idle_near_locked(int cpu) noexcept BLOCKPOOL_REQUIRES(mu_);
+  void remove_idle_locked(Worker* w) noexcept BLOCKPOOL_REQUIRES(mu_);
+  void on_time_advanced() noexcept override BLOCKPOOL_EXCLUDES(mu_);
   // This thread leaves the pool: it parks its own id in the join chain and
   // collects the previous one to join after unlocking.
-  void leave_join_chain_locked(Actions& a) noexcept;
-  [[nodiscard]] growth::Snapshot snapshot_locked() const noexcept;
-  void arm_controller_locked(Actions& a) noexcept;
+  void leave_join_chain_locked(Actions& a) noexcept BLOCKPOOL_REQUIRES(mu_);
+  [[nodiscard]] growth::Snapshot snapshot_locked() const noexcept BLOCKPOOL_REQUIRES(mu_);
+  void arm_controller_locked(Actions& a) noexcept BLOCKPOOL_REQUIRES(mu_);
   // Wakes (after unlock, through `a`) an idle worker if work is queued and
   // no worker is already on its way to it.
-  void maybe_wake_idle_locked(Actions& a) noexcept;
+  void maybe_wake_idle_locked(Actions& a) noexcept BLOCKPOOL_REQUIRES(mu_);
   // Takes an idle worker off the idle list (pop_idle_near_locked, for the
   // calling thread's CPU), stamps the hand-off with `now` and has `a` notify
   // it. Preconditions: idle_head_ != nullptr, a.wake == nullptr.
-  void wake_idle_locked(Actions& a, std::chrono::steady_clock::time_point now) noexcept;
+  void wake_idle_locked(Actions& a, std::chrono::steady_clock::time_point now) noexcept BLOCKPOOL_REQUIRES(mu_);
   // Marks `w`, just taken off the idle list, as notified and on its way, and
   // takes a reference for the waker to notify it after unlocking.
-  void mark_notified_locked(Worker* w) noexcept;
+  void mark_notified_locked(Worker* w) noexcept BLOCKPOOL_REQUIRES(mu_);
+  // The controller has nothing left to grow for: shutting down, with no
+  // (mandatory) task left queued.
+  [[nodiscard]] bool nothing_to_grow_for_locked() const noexcept BLOCKPOOL_REQUIRES(mu_) {
+    return shutdown_ && queue_depth() == 0;
+  }
+  // The fields of a Lane and of a Worker that mu_ guards.
+  Lane::Locked& locked(Lane& lane) noexcept BLOCKPOOL_REQUIRES(mu_) { return lane.locked.get(mu_); }
+  const Lane::Locked& locked(const Lane& lane) const noexcept BLOCKPOOL_REQUIRES(mu_) {
+    return lane.locked.get(mu_);
+  }
+  Worker::Locked& locked(Worker* w) noexcept BLOCKPOOL_REQUIRES(mu_) { return w->locked.get(mu_); }
+  Worker::Watched& watched(Worker* w) noexcept BLOCKPOOL_REQUIRES(mu_) { return w->watched.get(mu_); }
 
   friend struct CoreTestAccess;
 
- public:
   const Config config_;        // immutable after construction
   const std::shared_ptr<Clock> clock_;  // immutable; never null
   const std::size_t cpus_;              // immutable: CPUs this process may use (at least 1)
@@ -256,7 +281,7 @@ class Core final : public std::enable_shared_from_this<Core>, private Clock::Obs
   // spawn and a pop update (queued_, spawned_) are written only under mu_,
   // with plain load + store rather than locked read-modify-writes, and read
   // without it (relaxed) by metrics() and polling workers.
-  alignas(64) mutable std::mutex mu_;
+  alignas(64) mutable Mutex mu_;
   TaskChain queue_ BLOCKPOOL_GUARDED_BY(mu_);  // FIFO of queued tasks (and tombstones)
   std::atomic<std::uint64_t> queued_{0};  // entries in queue_, tombstones included; written under mu_
 

@@ -2,7 +2,9 @@
 // public header; see blockpool/lane.hpp for what a lane is).
 //
 // Which thread touches what:
-//   * The fields marked GUARDED_BY(mu_) belong to Core::mu_.
+//   * The fields of Lane::Locked belong to Core::mu_: they are reached only
+//     through GuardedBy::get(mu_), which the compiler checks is called with
+//     mu_ held (thread_annotations.hpp).
 //   * The atomics are written by whoever ends, rejects or aborts a task of
 //     the lane (relaxed increments, each before the event it counts is
 //     published, as for the pool's own counters) and read by metrics().
@@ -20,10 +22,7 @@
 #include "blockpool/histogram.hpp"
 #include "blockpool/lane.hpp"
 #include "task_chain.hpp"
-
-#ifndef BLOCKPOOL_GUARDED_BY
-#define BLOCKPOOL_GUARDED_BY(m)  // documentation: the field is guarded by mutex m
-#endif
+#include "thread_annotations.hpp"
 
 namespace blockpool::detail {
 
@@ -60,24 +59,28 @@ struct Lane {
   const std::size_t max_running;  // kUnbounded for the default lane (max_threads caps it)
   const std::size_t max_queued;   // kUnbounded unless bounded
 
-  // ---- guarded by Core::mu_ (non-default lanes only; the default lane's
-  // figures are the pool's minus the other lanes') ----
-  std::size_t running BLOCKPOOL_GUARDED_BY(mu_) = 0;  // its tasks running
-  // Its entries in the pool's queue and in `held`, aborted ones included.
-  std::size_t queued BLOCKPOOL_GUARDED_BY(mu_) = 0;
-  // Its tasks beyond max_running (spawned while as many of its tasks were
-  // running or queued, or reached by a worker while it was at its cap): they
-  // wait here, oldest first, and start as the lane's running tasks end.
-  // Counted in `queued` and queued_, not in the growth policy's queue (they
-  // wait for the lane, not for a thread).
-  TaskChain held BLOCKPOOL_GUARDED_BY(mu_);
-  std::size_t held_count BLOCKPOOL_GUARDED_BY(mu_) = 0;
+  // Guarded by Core::mu_ (lane.locked.get(mu_), or Core::locked(lane)).
+  struct Locked {
+    // ---- non-default lanes only; the default lane's figures are the
+    // pool's minus the other lanes' ----
+    std::size_t running = 0;  // its tasks running
+    // Its entries in the pool's queue and in `held`, aborted ones included.
+    std::size_t queued = 0;
+    // Its tasks beyond max_running (spawned while as many of its tasks were
+    // running or queued, or reached by a worker while it was at its cap):
+    // they wait here, oldest first, and start as the lane's running tasks
+    // end. Counted in `queued` and queued_, not in the growth policy's queue
+    // (they wait for the lane, not for a thread).
+    TaskChain held;
+    std::size_t held_count = 0;
 
-  // ---- guarded by Core::mu_ (every lane) ----
-  // Asio operations waiting for room (admission control), oldest first;
-  // aborted ones included, counted in waiter_tombstones.
-  TaskChain waiters BLOCKPOOL_GUARDED_BY(mu_);
-  std::size_t waiting BLOCKPOOL_GUARDED_BY(mu_) = 0;  // entries in `waiters`
+    // ---- every lane ----
+    // Asio operations waiting for room (admission control), oldest first;
+    // aborted ones included, counted in waiter_tombstones.
+    TaskChain waiters;
+    std::size_t waiting = 0;  // entries in `waiters`
+  };
+  GuardedBy<Locked> locked;
 
   // ---- atomics ----
   std::atomic<std::uint64_t> tombstones{0};         // aborted while queued or held (non-default lanes)

@@ -6,10 +6,10 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
-#include <mutex>
 #include <thread>
 
 #include "blockpool/histogram.hpp"
+#include "thread_annotations.hpp"
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
@@ -44,11 +44,11 @@ namespace {
 // estimate, so that it converges (a 1 ms first interval is good to ~0.1%,
 // one of seconds to a few parts per million).
 struct Calibration {
-  std::mutex mu;
-  bool started = false;          // guarded by mu
-  std::uint64_t t0 = 0;          // guarded by mu
-  std::int64_t n0 = 0;           // guarded by mu
-  std::int64_t last_span = 0;    // guarded by mu: the interval of the current estimate
+  Mutex mu;
+  bool started BLOCKPOOL_GUARDED_BY(mu) = false;
+  std::uint64_t t0 BLOCKPOOL_GUARDED_BY(mu) = 0;
+  std::int64_t n0 BLOCKPOOL_GUARDED_BY(mu) = 0;
+  std::int64_t last_span BLOCKPOOL_GUARDED_BY(mu) = 0;  // the interval of the current estimate
   std::atomic<double> rate{0.0};  // ns per tick; 0 until the first estimate
 };
 Calibration& calibration() {
@@ -64,7 +64,7 @@ double ns_per_tick() noexcept {
   }();
   if (!tsc) return 1.0;
   Calibration& c = calibration();
-  std::unique_lock lk(c.mu);
+  MutexGuard lk(c.mu);
   if (!c.started) {
     c.started = true;
     c.t0 = ticks();

@@ -103,17 +103,17 @@ void Core::run_worker(Worker* w) noexcept {
 
   RunShard& shard = run_shards_[w->index % kRunShards];
   const std::size_t latency_shard = w->index % kLatencyShards;
-  std::unique_lock lk(mu_);
+  MutexLock lk(mu_);
   w->name = std::move(name);  // before the watchdog can see us
   --starting_;
-  w->all_prev = nullptr;
-  w->all_next = all_head_;
-  if (all_head_ != nullptr) all_head_->all_prev = w;
+  locked(w).all_prev = nullptr;
+  locked(w).all_next = all_head_;
+  if (all_head_ != nullptr) locked(all_head_).all_prev = w;
   all_head_ = w;
 
   for (;;) {
     if (TaskBase* t = pop_locked()) {
-      TaskBase* finished = w->current;
+      TaskBase* finished = locked(w).current;
       // Only a task with a stop token is published in w->current: shutdown
       // looks there (under mu_) to trigger it, taking a reference of its own.
       // The worker keeps its reference to such a task until it clears
@@ -121,7 +121,7 @@ void Core::run_worker(Worker* w) noexcept {
       // never references a freed block. Any other task is the worker's alone
       // to end and release right after it runs.
       const bool published = t->stoppable();
-      w->current = published ? t : nullptr;
+      locked(w).current = published ? t : nullptr;
       // More work queued behind this task, which may block: pass the baton
       // to an idle worker before running it, or, with none idle, make sure
       // the controller watches the queue (spawns that found a worker already
@@ -140,11 +140,12 @@ void Core::run_worker(Worker* w) noexcept {
         // Published for the watchdog; the first running task it watches
         // gives it a deadline (it sleeps without one while nothing runs).
         start = ticks();
-        w->running = true;
-        w->slow_reported = false;
-        w->run_start = start;
-        w->run_name = t->name_;
-        w->run_lane = li;
+        Worker::Watched& ww = watched(w);
+        ww.running = true;
+        ww.slow_reported = false;
+        ww.run_start = start;
+        ww.run_name = t->name_;
+        ww.run_lane = li;
         if (watch_deadline_ == UINT64_MAX) {
           watch_deadline_ = start + std::min(watch_threshold_ticks_, UINT64_MAX - start);
           a.wake_controller = true;
@@ -184,14 +185,14 @@ void Core::run_worker(Worker* w) noexcept {
       }
       lk.lock();
       task_ended_locked(li);
-      w->running = false;
+      watched(w).running = false;
       continue;
     }
-    if (w->current != nullptr) {
+    if (locked(w).current != nullptr) {
       // Drop our reference to the last task outside the lock (it may destroy
       // a detached result), then look at the queue again.
-      TaskBase* finished = w->current;
-      w->current = nullptr;
+      TaskBase* finished = locked(w).current;
+      locked(w).current = nullptr;
       lk.unlock();
       finished->release();
       lk.lock();
@@ -239,12 +240,12 @@ void Core::run_worker(Worker* w) noexcept {
     // nanoseconds saturates to it) means "never retire", even once a manual
     // clock has reached its end.
     const Clock::time_point deadline = saturating_add(clock_->now(), config_.keep_alive);
-    w->park_cpu = sched_getcpu();
+    locked(w).park_cpu = sched_getcpu();
     push_idle_locked(w);
     bool retire = false;
     for (;;) {
-      if (w->notified) {  // the waker took us off the idle list
-        w->notified = false;
+      if (locked(w).notified) {  // the waker took us off the idle list
+        locked(w).notified = false;
         --waking_;
         // Hand-offs still in flight are older than ours, most likely the one
         // a spawn already found overdue: stop trusting them (see submit).
@@ -262,11 +263,11 @@ void Core::run_worker(Worker* w) noexcept {
         break;
       }
       if (clock_->is_real_time() && deadline != Clock::time_point::max()) {
-        w->cv.wait_until(lk, std::chrono::time_point_cast<std::chrono::steady_clock::duration>(
+        w->cv.wait_until(lk.native(), std::chrono::time_point_cast<std::chrono::steady_clock::duration>(
                                  std::chrono::time_point<std::chrono::steady_clock, Clock::duration>(
                                      deadline.time_since_epoch())));
       } else {
-        w->cv.wait(lk);
+        w->cv.wait(lk.native());
       }
     }
     if (retire) {
@@ -278,11 +279,12 @@ void Core::run_worker(Worker* w) noexcept {
   lk.unlock();
   run_hook(config_.on_thread_stop, m_.hook_errors);
   lk.lock();
-  if (w->all_prev != nullptr)
-    w->all_prev->all_next = w->all_next;
+  Worker::Locked& wl = locked(w);
+  if (wl.all_prev != nullptr)
+    locked(wl.all_prev).all_next = wl.all_next;
   else
-    all_head_ = w->all_next;
-  if (w->all_next != nullptr) w->all_next->all_prev = w->all_prev;
+    all_head_ = wl.all_next;
+  if (wl.all_next != nullptr) locked(wl.all_next).all_prev = wl.all_prev;
   --threads_;
   --live_os_threads_;
   m_.threads.fetch_sub(1, kRelaxed);
@@ -316,27 +318,26 @@ void Core::run_controller() noexcept {
   set_current_thread_name(suffixed_thread_name(config_.thread_name, "-ctl"));
   ControllerTimerSlack slack;
   using std::chrono::steady_clock;
-  std::unique_lock lk(mu_);
+  MutexLock lk(mu_);
   std::chrono::microseconds interval = growth::grace_for(steady_clock::now() - last_stall_);
   std::chrono::microseconds backoff{0};
   unsigned stalls_in_a_row = 0;
   // Work is left to grow for while the pool runs, and during shutdown while
   // mandatory tasks are queued (spawns are refused then: the queue only
-  // shrinks).
-  auto nothing_to_grow_for = [&] { return shutdown_ && queue_depth() == 0; };
+  // shrinks): nothing_to_grow_for_locked().
   for (;;) {
-    if (nothing_to_grow_for()) break;
+    if (nothing_to_grow_for_locked()) break;
     if (!controller_armed_) {
       // Exits with the last worker (see core.hpp); the next first worker
       // brings a new controller. Sleeps without a timeout unless the
       // watchdog has a running task to check on.
       if (threads_ == 0) break;
       if (watch_deadline_ == UINT64_MAX) {
-        ctl_cv_.wait(lk);
+        ctl_cv_.wait(lk.native());
       } else {
-        ctl_cv_.wait_until(lk, watch_deadline_locked());
+        ctl_cv_.wait_until(lk.native(), watch_deadline_locked());
       }
-      if (watch_) watch_slow_tasks(lk);
+      if (watch_) watch_slow_tasks();
       interval = std::max(growth::grace_for(steady_clock::now() - last_stall_), backoff);
       continue;
     }
@@ -345,11 +346,11 @@ void Core::run_controller() noexcept {
     const auto began = steady_clock::now();
     const std::chrono::nanoseconds cpu_began = process_cpu_time();
     const auto until = began + interval;
-    while (!nothing_to_grow_for() && steady_clock::now() < until) {
-      ctl_cv_.wait_until(lk, std::min(until, watch_deadline_locked()));
-      if (watch_) watch_slow_tasks(lk);
+    while (!nothing_to_grow_for_locked() && steady_clock::now() < until) {
+      ctl_cv_.wait_until(lk.native(), std::min(until, watch_deadline_locked()));
+      if (watch_) watch_slow_tasks();
     }
-    if (nothing_to_grow_for()) break;
+    if (nothing_to_grow_for_locked()) break;
     const auto woke = steady_clock::now();
     const auto elapsed = woke - began;
     const bool on_time = growth::woke_on_time(elapsed, interval);
@@ -422,7 +423,7 @@ std::chrono::steady_clock::time_point Core::watch_deadline_locked() const noexce
   return now_s + std::chrono::nanoseconds(static_cast<std::int64_t>(ns) + 1);
 }
 
-void Core::watch_slow_tasks(std::unique_lock<std::mutex>& lk) noexcept {
+void Core::watch_slow_tasks() noexcept {
   if (watch_deadline_ == UINT64_MAX) return;
   const std::uint64_t now = ticks();
   if (now < watch_deadline_) return;
@@ -436,24 +437,26 @@ void Core::watch_slow_tasks(std::unique_lock<std::mutex>& lk) noexcept {
   };
   std::vector<Due> due;  // allocates only when a task is slow
   std::uint64_t next = UINT64_MAX;
-  for (Worker* w = all_head_; w != nullptr; w = w->all_next) {
-    if (!w->running || w->slow_reported) continue;
-    const std::uint64_t ran = now > w->run_start ? now - w->run_start : 0;
+  for (Worker* w = all_head_; w != nullptr; w = locked(w).all_next) {
+    Worker::Watched& ww = watched(w);
+    if (!ww.running || ww.slow_reported) continue;
+    const std::uint64_t ran = now > ww.run_start ? now - ww.run_start : 0;
     if (ran >= watch_threshold_ticks_) {
-      w->slow_reported = true;
+      ww.slow_reported = true;
       try {
-        due.push_back(Due{w->run_name, lanes_[w->run_lane].get(), ran, w->name});
+        due.push_back(Due{ww.run_name, lanes_[ww.run_lane].get(), ran, w->name});
       } catch (...) {
         m_.hook_errors.fetch_add(1, kRelaxed);  // out of memory: this report is lost, counted
       }
     } else {
-      next = std::min(next, w->run_start + std::min(watch_threshold_ticks_, UINT64_MAX - w->run_start));
+      next = std::min(next, ww.run_start + std::min(watch_threshold_ticks_, UINT64_MAX - ww.run_start));
     }
   }
   watch_deadline_ = next;
   if (due.empty()) return;
-  // The callback runs with mu_ released, on this thread (the controller).
-  lk.unlock();
+  // The callback runs with mu_ released, on this thread (the controller),
+  // which holds mu_ again (as the caller's lock) when this returns.
+  mu_.unlock();
   const double ns_per = ns_per_tick();
   for (const Due& d : due) {
     slow_tasks_.fetch_add(1, kRelaxed);
@@ -466,7 +469,7 @@ void Core::watch_slow_tasks(std::unique_lock<std::mutex>& lk) noexcept {
       m_.hook_errors.fetch_add(1, kRelaxed);
     }
   }
-  lk.lock();
+  mu_.lock();
 }
 
 }  // namespace blockpool::detail

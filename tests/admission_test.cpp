@@ -22,11 +22,11 @@ namespace blockpool::detail {
 struct CoreTestAccess {
   // The snapshot the growth policy decides on, as the controller reads it.
   static growth::Snapshot growth_view(const Core& c) {
-    std::lock_guard lk(c.mu_);
+    MutexGuard lk(c.mu_);
     return c.snapshot_locked();
   }
   static bool controller_armed(const Core& c) {
-    std::lock_guard lk(c.mu_);
+    MutexGuard lk(c.mu_);
     return c.controller_armed_;
   }
 };
