@@ -29,6 +29,7 @@
 #include <boost/asio/execution_context.hpp>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/prefer.hpp>
 #include <boost/asio/query.hpp>
@@ -40,6 +41,7 @@
 #include <utility>
 
 #include "blockpool/detail/asio/common.hpp"
+#include "blockpool/detail/asio/dns_common.hpp"
 
 #define BLOCKPOOL_ASIO_NET ::boost::asio
 #define BLOCKPOOL_ASIO_IMPL asio_boost
@@ -48,6 +50,7 @@
 #include "blockpool/detail/asio/executor.ipp"
 #include "blockpool/detail/asio/operation.ipp"
 #include "blockpool/detail/asio/initiation.ipp"
+#include "blockpool/detail/asio/dns.ipp"
 #undef BLOCKPOOL_ASIO_HINT_IS_LOCKING
 #undef BLOCKPOOL_ASIO_IMPL
 #undef BLOCKPOOL_ASIO_NET
@@ -64,3 +67,9 @@ using detail::asio_boost::async_spawn_mandatory_blocking;
 using blockpool::asio_value_t;
 
 }  // namespace blockpool::boost_asio
+
+// Name lookups as pool tasks; see <blockpool/dns.hpp> for the contract.
+namespace blockpool::boost_asio::dns {
+using detail::asio_boost::async_resolve;
+using detail::dns_common::category;
+}  // namespace blockpool::boost_asio::dns
