@@ -127,12 +127,18 @@ struct Outcome {
   }
 };
 
-// A lookup whose handler runs on `io` and listens to `signal`.
+// Starts a lookup of the gated getaddrinfo whose handler runs on `io` and
+// listens to `signal`. True once `inside` lookups in all are blocked in it.
 template <class PoolOrHandle>
-void resolve_cancellable(const PoolOrHandle& pool, const char* host, asio::io_context& io,
-                         asio::cancellation_signal& signal, Outcome& out) {
+[[nodiscard]] bool resolve_cancellable(const PoolOrHandle& pool, const char* host, asio::io_context& io,
+                                       asio::cancellation_signal& signal, Outcome& out, int inside) {
+  dns_common::g_getaddrinfo_for_testing.store(&gated_getaddrinfo);
   bpdns::async_resolve(pool, host, "80",
                        asio::bind_cancellation_slot(signal.slot(), asio::bind_executor(io, out.handler())));
+  return wait_until([inside] {
+    std::lock_guard lk(g_hook.m);
+    return g_hook.entered == inside;
+  });
 }
 
 bool is_cancelled(const std::exception_ptr& e) {
@@ -161,7 +167,7 @@ std::system_error system_error_of(const std::exception_ptr& e) {
   return std::system_error(std::error_code());
 }
 
-const blockpool::LaneMetrics& lane_metrics(const blockpool::Metrics& m, const std::string& name) {
+blockpool::LaneMetrics lane_metrics(const blockpool::Metrics& m, const std::string& name) {
   for (const auto& l : m.lanes)
     if (l.name == name) return l;
   throw std::logic_error("no lane " + name);
@@ -261,13 +267,11 @@ TEST_F(DNS_SUITE, EaiSystemReportsErrnoInTheSystemCategory) {
 }
 
 TEST_F(DNS_SUITE, CancellingARunningLookupCompletesAtOnceAndDiscardsItsResult) {
-  use_gated_lookups();
   blockpool::Pool pool;
   asio::io_context io(1);
   asio::cancellation_signal signal;
   Outcome out;
-  resolve_cancellable(pool, "blocked.test", io, signal, out);
-  ASSERT_TRUE(wait_until([] { return entered() == 1; })) << "the lookup never started";
+  ASSERT_TRUE(resolve_cancellable(pool, "blocked.test", io, signal, out, 1)) << "the lookup never started";
   asio::post(io, [&] { signal.emit(asio::cancellation_type::terminal); });
   // Returns once the handler ran: a cancelled lookup holds no work on the
   // io_context even though its getaddrinfo still blocks.
@@ -296,7 +300,7 @@ TEST_F(DNS_SUITE, CancellingAQueuedLookupCompletesAtOnceAndItNeverRuns) {
   Outcome first, second;
   bpdns::async_resolve(lane, "first.test", "80", asio::bind_executor(io, first.handler()));
   ASSERT_TRUE(wait_until([] { return entered() == 1; }));
-  resolve_cancellable(lane, "second.test", io, signal, second);
+  ASSERT_TRUE(resolve_cancellable(lane, "second.test", io, signal, second, 1));
   EXPECT_EQ(lane_metrics(pool.metrics(), "dns").queue_depth, 1u);
   asio::post(io, [&] { signal.emit(asio::cancellation_type::terminal); });
   while (second.calls == 0 && io.run_one_for(kLongWait) != 0) {
@@ -315,13 +319,11 @@ TEST_F(DNS_SUITE, CancellingAQueuedLookupCompletesAtOnceAndItNeverRuns) {
 }
 
 TEST_F(DNS_SUITE, TotalCancellationLeavesARunningLookupToComplete) {
-  use_gated_lookups();
   blockpool::Pool pool;
   asio::io_context io(1);
   asio::cancellation_signal signal;
   Outcome out;
-  resolve_cancellable(pool, "total.test", io, signal, out);
-  ASSERT_TRUE(wait_until([] { return entered() == 1; }));
+  ASSERT_TRUE(resolve_cancellable(pool, "total.test", io, signal, out, 1));
   asio::post(io, [&] {
     signal.emit(asio::cancellation_type::total);
     open_gate();
@@ -399,7 +401,7 @@ TEST_F(DNS_SUITE, ALaneHandleCapsConcurrentLookups) {
   for (auto& o : outs) bpdns::async_resolve(pool.lane("dns"), "capped.test", "80", asio::bind_executor(io, o.handler()));
   ASSERT_TRUE(wait_until([] { return entered() == 2; }));
   EXPECT_TRUE(bptest::stays_false([] { return entered() > 2; })) << "more lookups ran than the lane allows";
-  const blockpool::LaneMetrics& lane = lane_metrics(pool.metrics(), "dns");
+  const blockpool::LaneMetrics lane = lane_metrics(pool.metrics(), "dns");
   EXPECT_EQ(lane.running, 2u);
   EXPECT_EQ(lane.queue_depth, 3u);
   open_gate();
