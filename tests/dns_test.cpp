@@ -327,21 +327,60 @@ TEST_F(DNS_SUITE, TotalCancellationLeavesARunningLookupToComplete) {
   EXPECT_EQ(out.endpoints[0].port(), 80);
 }
 
-TEST_F(DNS_SUITE, ContextDestroyedWhileALookupRunsDestroysTheHandlerUnrun) {
+// One lookup running, one queued behind it in a lane of one: destroying the
+// context destroys both handlers unrun, the queued lookup never runs, the
+// running one finishes unobserved.
+TEST_F(DNS_SUITE, ContextDestroyedWithLookupsRunningAndQueuedDestroysTheirHandlersUnrun) {
   use_gated_lookups();
-  blockpool::Pool pool;
+  blockpool::Pool pool = blockpool::Builder{}.lane("dns", {.max_running = 1}).build();
   auto io = std::make_unique<asio::io_context>(1);
   auto sentinel = std::make_shared<int>(0);
   std::weak_ptr<int> watch = sentinel;
-  bpdns::async_resolve(pool, "orphan.test", "80",
-                       asio::bind_executor(*io, [s = std::move(sentinel)](std::exception_ptr, Endpoints) {
-                         ADD_FAILURE() << "ran after its context was destroyed";
-                       }));
+  for (const char* host : {"running.test", "queued.test"}) {
+    bpdns::async_resolve(pool.lane("dns"), host, "80",
+                         asio::bind_executor(*io, [sentinel](std::exception_ptr, Endpoints) {
+                           ADD_FAILURE() << "ran after its context was destroyed";
+                         }));
+  }
+  sentinel.reset();
   ASSERT_TRUE(wait_until([] { return entered() == 1; }));
   io.reset();
-  EXPECT_TRUE(watch.expired()) << "the handler outlived its context";
+  EXPECT_TRUE(watch.expired()) << "a handler outlived its context";
+  EXPECT_EQ(lane_metrics(pool.metrics(), "dns").cancelled, 1u) << "the queued lookup was not withdrawn";
   open_gate();
-  ASSERT_TRUE(wait_until([&] { return pool.metrics().completed == 1; }));
+  ASSERT_TRUE(wait_until([&] { return lane_metrics(pool.metrics(), "dns").completed == 1; }));
+  EXPECT_EQ(entered(), 1) << "the queued lookup ran for nobody";
+}
+
+// A coroutine racing a lookup against a timer (terminal cancellation from
+// awaitable_operators): the timer wins while the lookup is queued or blocked
+// in getaddrinfo, the coroutine goes on, and run() returns without waiting
+// for the lookup.
+asio::awaitable<std::size_t> resolve_or_time_out(blockpool::Pool& pool) {
+  using namespace asio::experimental::awaitable_operators;
+  asio::steady_timer timer(co_await asio::this_coro::executor, std::chrono::steady_clock::duration::zero());
+  auto winner = co_await (bpdns::async_resolve(pool, "slow.test", "80", asio::use_awaitable) ||
+                          timer.async_wait(asio::use_awaitable));
+  co_return winner.index();
+}
+
+TEST_F(DNS_SUITE, ATimerRacingALookupInACoroutineWinsWhileTheLookupIsPending) {
+  use_gated_lookups();
+  blockpool::Pool pool;
+  asio::io_context io(1);
+  std::size_t winner = 99;
+  asio::co_spawn(io, resolve_or_time_out(pool), [&](std::exception_ptr e, std::size_t w) {
+    EXPECT_FALSE(e);
+    winner = w;
+  });
+  io.run();
+  EXPECT_EQ(winner, 1u) << "the lookup won although its getaddrinfo never returned";
+  EXPECT_FALSE(gate_open());
+  open_gate();
+  ASSERT_TRUE(wait_until([&] {
+    const blockpool::Metrics m = pool.metrics();
+    return m.completed + m.cancelled == m.spawned;
+  }));
 }
 
 TEST_F(DNS_SUITE, ContextDestroyedAfterAnEarlyCancellationBeforeItsCompletionRan) {
