@@ -30,6 +30,7 @@
 #include <boost/asio/execution_context.hpp>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/prefer.hpp>
 #include <boost/asio/query.hpp>
@@ -41,6 +42,7 @@
 #include <utility>
 
 #include "blockpool/detail/asio/common.hpp"
+#include "blockpool/detail/asio/dns_common.hpp"
 
 #define BLOCKPOOL_ASIO_NET ::boost::asio
 #define BLOCKPOOL_ASIO_IMPL asio_boost
@@ -50,6 +52,7 @@
 #include "blockpool/detail/asio/operation.ipp"
 #include "blockpool/detail/asio/initiation.ipp"
 #include "blockpool/detail/asio/fs.ipp"
+#include "blockpool/detail/asio/dns.ipp"
 #undef BLOCKPOOL_ASIO_HINT_IS_LOCKING
 #undef BLOCKPOOL_ASIO_IMPL
 #undef BLOCKPOOL_ASIO_NET
@@ -68,3 +71,9 @@ using blockpool::asio_value_t;
 namespace fs = detail::asio_boost::fs;
 
 }  // namespace blockpool::boost_asio
+
+// Name lookups as pool tasks; see <blockpool/dns.hpp> for the contract.
+namespace blockpool::boost_asio::dns {
+using detail::asio_boost::async_resolve;
+using detail::dns_common::category;
+}  // namespace blockpool::boost_asio::dns
