@@ -18,7 +18,6 @@
 #pragma once
 
 #include <atomic>
-#include <cstddef>
 #include <cstdint>
 #include <exception>
 #include <optional>
@@ -116,10 +115,9 @@ struct PendingOp {
     return claim.load(std::memory_order_acquire) >= kAbandoning;
   }
 
-  PendingOp* reg_prev = nullptr;  // the registry's links: guarded by their stripe's lock
+  PendingOp* reg_prev = nullptr;  // the registry's links: guarded by the service's mutex
   PendingOp* reg_next = nullptr;
   std::atomic<std::uint8_t> claim{kPending};
-  std::uint8_t reg_stripe = 0;  // which stripe of the registry holds it: set by add(), then fixed
   // Destroys the handler and the work unrun (on the thread destroying the
   // context), requests a running task's stop, then calls end_abandon().
   void (*abandon)(PendingOp*) noexcept = nullptr;
@@ -130,20 +128,6 @@ struct PendingOp {
 // made in lasts (see service_for). Written once per context destruction, read
 // (relaxed, a line nobody writes) once per initiation.
 inline std::atomic<std::uint64_t> g_service_epoch{0};
-
-// A context's registry of pending operations is split into stripes (see
-// service.ipp): a power of two, and no more than a std::uint8_t can name.
-inline constexpr std::size_t kRegistryStripes = 8;
-static_assert((kRegistryStripes & (kRegistryStripes - 1)) == 0 && kRegistryStripes <= 256);
-// The stripe this thread's operations go into: threads take stripes in turn
-// as they first initiate, so up to kRegistryStripes spawning threads each
-// have one of their own. Relaxed: only distinctness matters, not order.
-inline std::uint8_t registry_stripe_of_this_thread() noexcept {
-  static std::atomic<unsigned> next{0};
-  thread_local const auto mine =
-      static_cast<std::uint8_t>(next.fetch_add(1, std::memory_order_relaxed) & (kRegistryStripes - 1));
-  return mine;
-}
 
 // How many completions in a row this thread has pushed onto one context's
 // ready list while a drain was already pending (see OpTask::compact).

@@ -16,22 +16,14 @@
 // asio_common::PendingOp for the claim that decides, once, between the
 // thread that ends a task and the shutdown).
 //
-// Threads and locking. The registry is split into kStripes stripes, each on
-// its own cache line with its own spin lock (its sections are a few pointer
-// writes), list, shutdown flag and count of deliveries in flight. An
-// operation goes into the stripe of the thread that initiates it, and stays
-// there; so threads spawning at once on one context do not all take one lock
-// and bounce one line (each operation costs one lock at initiation and one
-// when its task ends). A stripe's lock is taken at initiation (add) and by
-// the thread that ends a task (unlink), never while anything else is done.
-// A delivery (the post, or the push onto the ready list) happens after the
-// unlink, outside the lock, counted in its stripe's `delivering`; shutdown
-// marks every stripe shut under its lock, then waits until no stripe holds
-// an ended operation or a delivery in flight, so the context outlives every
-// post made into it. The ready list is lock-free (a stack pushed by enders,
-// taken whole by a drain), on a line of its own; what every initiation
-// reads (one_thread_, io_) is on another, so neither is invalidated by the
-// registry's traffic.
+// Threads and locking. lock_ (a spin lock: its sections are a few pointer
+// writes) guards the registry and the shutdown flag. It is taken at
+// initiation (add) and by the thread that ends a task (unlink), never while
+// anything else is done. A delivery (the post, or the push onto the ready
+// list) happens after the unlink, outside the lock, counted in delivering_;
+// shutdown waits until no delivery is in flight, so the context outlives
+// every post made into it. The ready list is lock-free (a stack pushed by
+// enders, taken whole by a drain).
 //
 // Batching. On an io_context that only one thread runs (constructed with
 // concurrency hint 1, or a hint that turns locking off, as the scheduler
@@ -116,22 +108,18 @@ class ContextService final : public net::execution_context::service {
   // At initiation, before the task is submitted. False if the context is
   // shutting down: the operation must not start.
   bool add(PendingOp* op) noexcept {
-    const std::uint8_t i = asio_common::registry_stripe_of_this_thread();
-    Stripe& st = stripes_[i];
-    std::lock_guard lk(st.lock);
-    if (st.shut_down) return false;
-    op->reg_stripe = i;
+    std::lock_guard lk(lock_);
+    if (shut_down_) return false;
     op->reg_prev = nullptr;
-    op->reg_next = st.head;
-    if (st.head != nullptr) st.head->reg_prev = op;
-    st.head = op;
+    op->reg_next = head_;
+    if (head_ != nullptr) head_->reg_prev = op;
+    head_ = op;
     return true;
   }
   // Undoes add() for an operation that was not submitted after all.
   void remove(PendingOp* op) noexcept {
-    Stripe& st = stripes_[op->reg_stripe];
-    std::lock_guard lk(st.lock);
-    unlink_locked(st, op);
+    std::lock_guard lk(lock_);
+    unlink_locked(op);
   }
 
   // The thread that ended `op`'s task, which claimed it (kEnded): unlinks it
@@ -139,18 +127,17 @@ class ContextService final : public net::execution_context::service {
   // shutdown waits for it.
   template <class Deliver>
   void deliver(PendingOp* op, Deliver&& deliver) noexcept {
-    Stripe& st = stripes_[op->reg_stripe];
     {
-      std::lock_guard lk(st.lock);
-      unlink_locked(st, op);
+      std::lock_guard lk(lock_);
+      unlink_locked(op);
       // Relaxed: shutdown reads it under the lock, or with acquire after
       // the release below.
-      st.delivering.fetch_add(1, std::memory_order_relaxed);
+      delivering_.fetch_add(1, std::memory_order_relaxed);
     }
     deliver();
     // Release: the delivery (the post into the context) happens before
     // shutdown sees it done. The last touch of this service by this thread.
-    st.delivering.fetch_sub(1, std::memory_order_release);
+    delivering_.fetch_sub(1, std::memory_order_release);
   }
 
   // Pushes a completion onto the ready list (inside deliver()). Returns true
@@ -190,27 +177,24 @@ class ContextService final : public net::execution_context::service {
   void shutdown() override {
     PendingOp* abandoned = nullptr;  // chained through reg_next
     for (;;) {
-      bool busy = false;  // an ended operation still linked, or a delivery in flight
-      for (Stripe& st : stripes_) {
-        std::lock_guard lk(st.lock);
-        st.shut_down = true;
-        for (PendingOp* op = st.head; op != nullptr;) {
+      bool ended_linked = false;
+      {
+        std::lock_guard lk(lock_);
+        shut_down_ = true;
+        for (PendingOp* op = head_; op != nullptr;) {
           PendingOp* next = op->reg_next;
           if (op->begin_abandon()) {
-            unlink_locked(st, op);
+            unlink_locked(op);
             op->reg_next = abandoned;
             abandoned = op;
           } else {
-            busy = true;  // its ender is on its way to deliver()
+            ended_linked = true;  // its ender is on its way to deliver()
           }
           op = next;
         }
       }
-      // Every stripe is shut, so no operation joins the registry any more;
-      // one that ended before is unlinked above or counted in `delivering`.
       // Acquire pairs with deliver()'s release: the posts are done.
-      for (Stripe& st : stripes_) busy = busy || st.delivering.load(std::memory_order_acquire) != 0;
-      if (!busy) break;
+      if (!ended_linked && delivering_.load(std::memory_order_acquire) == 0) break;
       std::this_thread::yield();  // a delivery is a few instructions and a post
     }
     while (abandoned != nullptr) {
@@ -221,31 +205,26 @@ class ContextService final : public net::execution_context::service {
     }
   }
 
-  // One stripe of the registry (see "Threads and locking" above).
-  struct alignas(64) Stripe {
-    SpinLock lock;
-    PendingOp* head = nullptr;  // guarded by lock: operations whose tasks have not ended
-    bool shut_down = false;     // guarded by lock
-    // Deliveries in flight (unlinked, not yet handed to the context).
-    std::atomic<std::size_t> delivering{0};
-  };
-
-  void unlink_locked(Stripe& st, PendingOp* op) noexcept {
+  void unlink_locked(PendingOp* op) noexcept {
     if (op->reg_prev != nullptr)
       op->reg_prev->reg_next = op->reg_next;
     else
-      st.head = op->reg_next;
+      head_ = op->reg_next;
     if (op->reg_next != nullptr) op->reg_next->reg_prev = op->reg_prev;
     op->reg_prev = op->reg_next = nullptr;
   }
 
-  Stripe stripes_[asio_common::kRegistryStripes];
+  SpinLock lock_;
+  PendingOp* head_ = nullptr;  // guarded by lock_: operations whose tasks have not ended
+  bool shut_down_ = false;     // guarded by lock_
+  // Deliveries in flight (unlinked, not yet handed to the context).
+  std::atomic<std::size_t> delivering_{0};
   // Batched completions, newest first; a Drain takes the whole list.
-  alignas(64) std::atomic<Batched*> ready_{nullptr};
+  std::atomic<Batched*> ready_{nullptr};
   // Whether this context is an io_context run by one thread: -1 until the
   // first operation on its own executor decides (see batches_for), then 0/1.
   // io_ is that io_context, published by the release store of one_thread_.
-  alignas(64) std::atomic<int> one_thread_{-1};
+  std::atomic<int> one_thread_{-1};
   std::atomic<net::io_context*> io_{nullptr};
 };
 
