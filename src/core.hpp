@@ -311,6 +311,10 @@ class Core final : public std::enable_shared_from_this<Core>, private Clock::Obs
   std::atomic<std::uint64_t> next_index_{0};  // worker names; relaxed (only uniqueness matters)
   std::atomic<std::uint64_t> create_attempts_{0};  // fault-injection index; relaxed (a count)
   bool controller_running_ BLOCKPOOL_GUARDED_BY(mu_) = false;
+  // Workers reserved (in threads_, starting_, live_os_threads_) for the
+  // controller to start: one that a worker stuck at background priority
+  // could not start itself (LaneOptions::background; see run_worker).
+  std::size_t controller_starts_ BLOCKPOOL_GUARDED_BY(mu_) = 0;
   // When a controller last believed a stall and added threads (the clock's
   // epoch, i.e. long ago, at first): later watches use a shorter grace.
   std::chrono::steady_clock::time_point last_stall_ BLOCKPOOL_GUARDED_BY(mu_){};

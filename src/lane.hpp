@@ -53,11 +53,13 @@ struct alignas(64) LatencyShard {
 };
 
 struct Lane {
-  Lane(std::string n, const LaneOptions& o) : name(std::move(n)), max_running(o.max_running), max_queued(o.max_queued) {}
+  Lane(std::string n, const LaneOptions& o)
+      : name(std::move(n)), max_running(o.max_running), max_queued(o.max_queued), background(o.background) {}
 
   const std::string name;         // "" for the default lane
   const std::size_t max_running;  // kUnbounded for the default lane (max_threads caps it)
   const std::size_t max_queued;   // kUnbounded unless bounded
+  const bool background;          // its tasks run at SCHED_IDLE (LaneOptions::background)
 
   // Guarded by Core::mu_ (lane.locked.get(mu_), or Core::locked(lane)).
   struct Locked {

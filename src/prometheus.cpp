@@ -112,7 +112,7 @@ std::string to_prometheus(const Metrics& m, std::string_view extra_labels) {
   gauge("blockpool_peak_threads", "The most worker threads alive at once.", m.peak_threads);
   gauge("blockpool_admission_waiting", "Operations waiting for room in a full queue.", m.admission_waiting);
   counter("blockpool_threads_started_total", "Worker threads started.", m.threads_started);
-  counter("blockpool_threads_retired_total", "Worker threads that exited after their keep-alive.",
+  counter("blockpool_threads_retired_total", "Worker threads that exited while the pool ran (keep-alive, background priority not restorable).",
           m.threads_retired);
   counter("blockpool_spawn_failures_total", "Thread creations the OS refused.", m.spawn_failures);
   counter("blockpool_hook_errors_total", "Exceptions caught from hooks and callbacks.", m.hook_errors);

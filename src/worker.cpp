@@ -14,9 +14,12 @@
 #include <exception>
 #include <limits>
 #include <new>
+#include <utility>
 
+#include <errno.h>
 #include <sched.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #include "core.hpp"
@@ -65,6 +68,50 @@ class ControllerTimerSlack {
   const int original_;  // PR_GET_TIMERSLACK: the slack in ns, or -1
 };
 
+// A background task's CPU priority (LaneOptions::background), on the thread
+// that runs it. Linux schedules threads, not processes: pid 0 in
+// sched_setscheduler and who 0 in getpriority mean the calling thread.
+// Touched only by the worker's own thread.
+class BackgroundPriority {
+ public:
+  // Moves the calling thread to SCHED_IDLE, saving its policy, parameters
+  // and nice value. Does nothing if the thread is already at SCHED_IDLE or
+  // its scheduling cannot be read or changed: the task then runs at the
+  // thread's own priority (background is a request, the other lanes' safety
+  // is the guarantee).
+  void enter() noexcept {
+    const int policy = sched_getscheduler(0);
+    if (policy < 0 || (policy & ~SCHED_RESET_ON_FORK) == SCHED_IDLE) return;
+    if (sched_getparam(0, &param_) != 0) return;
+    errno = 0;
+    const int nice = getpriority(PRIO_PROCESS, 0);
+    if (nice == -1 && errno != 0) return;
+    const sched_param idle{};
+    if (sched_setscheduler(0, SCHED_IDLE | (policy & SCHED_RESET_ON_FORK), &idle) != 0) return;
+    policy_ = policy;
+    nice_ = nice;
+    changed_ = true;
+  }
+  // Puts back what enter() saved. False when the OS refuses (an
+  // unprivileged thread leaves SCHED_IDLE only within RLIMIT_NICE): the
+  // thread is still at SCHED_IDLE, and must run no other task.
+  [[nodiscard]] bool leave() noexcept {
+    if (!changed_) return true;
+    changed_ = false;
+    if (sched_setscheduler(0, policy_, &param_) != 0) return false;
+    errno = 0;
+    const int nice = getpriority(PRIO_PROCESS, 0);
+    if (nice == nice_) return true;
+    return setpriority(PRIO_PROCESS, 0, nice_) == 0;
+  }
+
+ private:
+  bool changed_ = false;  // enter() moved the thread; leave() owes the move back
+  int policy_ = 0;        // sched_getscheduler's result, SCHED_RESET_ON_FORK included
+  sched_param param_{};
+  int nice_ = 0;
+};
+
 Clock::time_point saturating_add(Clock::time_point t, std::chrono::nanoseconds d) noexcept {
   if (t.time_since_epoch().count() > std::numeric_limits<std::int64_t>::max() - d.count())
     return Clock::time_point::max();
@@ -111,8 +158,11 @@ void Core::run_worker(Worker* w) noexcept {
   if (all_head_ != nullptr) locked(all_head_).all_prev = w;
   all_head_ = w;
 
+  // Set when a background task left this thread at SCHED_IDLE: it takes no
+  // other task and exits (LaneOptions::background).
+  bool stuck_in_background = false;
   for (;;) {
-    if (TaskBase* t = pop_locked()) {
+    if (TaskBase* t = stuck_in_background ? nullptr : pop_locked()) {
       TaskBase* finished = locked(w).current;
       // Only a task with a stop token is published in w->current: shutdown
       // looks there (under mu_) to trigger it, taking a reference of its own.
@@ -156,7 +206,12 @@ void Core::run_worker(Worker* w) noexcept {
       if (finished != nullptr) finished->release();
       const std::uint64_t spawned_at = t->spawn_ticks_;  // read now: the block may go when it ends
       if (record_latency_ && start == 0) start = ticks();
+      BackgroundPriority background;
+      if (lanes_[li]->background) background.enter();
       const std::uint32_t outcome = t->ops_->run(t);
+      // Back to the thread's own priority before the end is published: the
+      // hand-back to the waiting thread is not to wait for an idle CPU.
+      stuck_in_background = !background.leave();
       if (record_latency_) {
         // Recorded before the end is published, as the counters are.
         LatencyShard& ls = lanes_[li]->latency[latency_shard];
@@ -199,6 +254,10 @@ void Core::run_worker(Worker* w) noexcept {
       continue;
     }
     if (shutdown_) break;
+    if (stuck_in_background) {
+      m_.threads_retired.fetch_add(1, kRelaxed);
+      break;
+    }
 
     // Poll the queue before parking when work arrives back to back, but not
     // on the CPU the latest spawn came from (growth::poll_before_parking says
@@ -294,7 +353,23 @@ void Core::run_worker(Worker* w) noexcept {
   // at the cap it neither started a thread nor armed the controller. Now that
   // it is gone, make sure someone will run what is queued (during shutdown:
   // mandatory tasks), or the task would be stranded.
-  if (queue_depth() > 0 && idle_count_ == 0) {
+  if (queue_depth() > 0 && stuck_in_background) {
+    // This thread is still at SCHED_IDLE, and a thread it created would be
+    // too, for good (threads inherit their creator's policy). Its successor
+    // is an idle worker, or one the controller starts: the controller runs
+    // while any worker does, and this one counted until just now.
+    if (idle_head_ != nullptr) {
+      maybe_wake_idle_locked(a);
+    } else if (controller_running_) {
+      ++threads_;
+      ++starting_;
+      ++live_os_threads_;
+      ++controller_starts_;
+      a.wake_controller = true;
+    } else {
+      reserve_first_worker_locked(a);  // not expected: better a slow thread than a stranded task
+    }
+  } else if (queue_depth() > 0 && idle_count_ == 0) {
     const growth::Snapshot s = snapshot_locked();
     if (growth::spawn_must_start_thread(s)) {
       reserve_first_worker_locked(a);
@@ -326,6 +401,16 @@ void Core::run_controller() noexcept {
   // mandatory tasks are queued (spawns are refused then: the queue only
   // shrinks): nothing_to_grow_for_locked().
   for (;;) {
+    if (controller_starts_ > 0) {
+      // Workers reserved for this thread to start (see run_worker's exit).
+      const std::size_t n = std::exchange(controller_starts_, 0);
+      lk.unlock();
+      slack.restore();
+      (void)start_threads(n, false);  // a refusal ends or re-queues work as for any start
+      slack.fine();
+      lk.lock();
+      continue;
+    }
     if (nothing_to_grow_for_locked()) break;
     if (!controller_armed_) {
       // Exits with the last worker (see core.hpp); the next first worker
@@ -346,10 +431,11 @@ void Core::run_controller() noexcept {
     const auto began = steady_clock::now();
     const std::chrono::nanoseconds cpu_began = process_cpu_time();
     const auto until = began + interval;
-    while (!nothing_to_grow_for_locked() && steady_clock::now() < until) {
+    while (!nothing_to_grow_for_locked() && controller_starts_ == 0 && steady_clock::now() < until) {
       ctl_cv_.wait_until(lk.native(), std::min(until, watch_deadline_locked()));
       if (watch_) watch_slow_tasks();
     }
+    if (controller_starts_ > 0) continue;
     if (nothing_to_grow_for_locked()) break;
     const auto woke = steady_clock::now();
     const auto elapsed = woke - began;

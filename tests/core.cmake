@@ -20,6 +20,7 @@ set(BLOCKPOOL_CORE_TESTS
   duration
   admission
   latency
+  background_lane
 )
 foreach(t IN LISTS BLOCKPOOL_CORE_TESTS)
   blockpool_add_test(${t}_test SOURCES ${t}_test.cpp TIMEOUT 120 LABELS core)

@@ -3,6 +3,7 @@
 //   blockpool::Pool pool = blockpool::Builder{}
 //       .lane("dns",  {.max_running = 2})
 //       .lane("disk", {.max_running = 8, .max_queued = 1000})
+//       .lane("scan", {.max_running = 4, .background = true})
 //       .build();
 //   blockpool::Handle dns = pool.lane("dns");     // std::invalid_argument if undeclared
 //   auto h = dns.spawn_blocking([] { return resolve("example.org"); });
@@ -30,6 +31,25 @@ struct LaneOptions {
   // Tasks of the lane waiting to start, at most (see Builder::max_queued for
   // what a full queue does). Must be at least 1; the default is unbounded.
   std::size_t max_queued = std::numeric_limits<std::size_t>::max();
+  // Run the lane's tasks at the operating system's lowest CPU priority
+  // (Linux: SCHED_IDLE, for the task's duration only): whenever any other
+  // thread of any process is ready to run, it takes the CPU from a
+  // background task at once. For long CPU-bound work (scans, reports,
+  // compression) that must not add latency to the event loop or to other
+  // lanes on a machine with few CPUs.
+  //
+  // Requirements: a background task must not hold a lock that other
+  // threads wait for (on a busy machine it may not run for a long time:
+  // priority inversion), and on a machine that is never idle it may starve.
+  //
+  // Guarantees: no task of another lane ever runs at the background
+  // priority. After the task the worker thread takes back its own policy
+  // and nice value; where Linux refuses that (an unprivileged thread may
+  // leave SCHED_IDLE only with an RLIMIT_NICE of 20 or more, or
+  // CAP_SYS_NICE), the thread exits after the task instead, counted in
+  // Metrics::threads_retired, and the pool starts another when work needs
+  // it (a thread start, tens of microseconds, per background task).
+  bool background = false;
 };
 
 }  // namespace blockpool

@@ -58,7 +58,10 @@ struct Metrics {
   std::uint64_t cancelled = 0;        // aborted, dropped by shutdown, spawned after shutdown
   std::uint64_t rejected = 0;         // refused by a full queue (Builder::max_queued, a lane's)
   std::uint64_t threads_started = 0;  // worker threads that began running
-  std::uint64_t threads_retired = 0;  // worker threads that exited after keep_alive idle
+  // Worker threads that exited while the pool ran: after keep_alive idle, or
+  // after a background task when they could not take their priority back
+  // (LaneOptions::background).
+  std::uint64_t threads_retired = 0;
   std::uint64_t spawn_failures = 0;   // times the OS refused to create a thread
   std::uint64_t peak_threads = 0;     // highest `threads` seen
   std::uint64_t hook_errors = 0;      // exceptions caught from thread hooks, the name function, on_slow_task
