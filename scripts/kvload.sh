@@ -19,6 +19,8 @@
 # More short runs rather than fewer long ones: on a shared machine the other
 # processes' bursts land in some phases, and the median of 5 sets them aside.
 # The modes take turns within each run, so each sees the same conditions.
+# Modes: blockpool, inline, fixed (kvserver --mode), and blockpool-normal:
+# blockpool with its scans at normal CPU priority (--scan-priority normal).
 # Installs its own packages; builds kvserver and kvbench only (Release, in
 # build-kvload/). About 12 minutes with the defaults.
 set -euo pipefail
@@ -39,7 +41,7 @@ while (($#)); do
     --out) OUT=$2; shift 2 ;;
     --server-args) SERVER_ARGS=$2; shift 2 ;;
     --quick) RUNS=1 DURATION=5 WRK_DURATION=5; shift ;;
-    -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
     *) echo "kvload.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -72,8 +74,11 @@ children_cpu_ticks() {  # CPU of this shell's waited-for descendants (the client
 }
 
 start_server() {  # mode -> SPID, PORT, SFD
+  # blockpool-normal: blockpool with its scans at normal CPU priority.
+  local args=(--mode "$1")
+  [[ $1 == blockpool-normal ]] && args=(--mode blockpool --scan-priority normal)
   # shellcheck disable=SC2086 # SERVER_ARGS: words on purpose
-  exec {SFD}< <(exec "$BIN/kvserver" --db "$DB" --port 0 --mode "$1" $SERVER_ARGS 2>>"$WORK/server.log")
+  exec {SFD}< <(exec "$BIN/kvserver" --db "$DB" --port 0 "${args[@]}" $SERVER_ARGS 2>>"$WORK/server.log")
   SPID=$!
   local line=""
   if ! read -r -t 30 -u "$SFD" line || [[ $line != "listening on "* ]]; then

@@ -36,6 +36,8 @@ void usage(std::FILE* to) {
       "                      (default 4)\n"
       "  --scan-threads N    blockpool: scans run in a lane of the pool, at most N at\n"
       "                      once (default 4, the fixed mode's pool size)\n"
+      "  --scan-priority P   blockpool: background (default: scans run at the lowest CPU\n"
+      "                      priority, SCHED_IDLE) or normal\n"
       "  --max-queued N      blockpool: reads waiting for the pool, at most (per lane;\n"
       "                      default 10000); beyond, a quick 503 with Retry-After\n"
       "  --slow-ms MS        blockpool: report tasks running longer than MS on stderr\n"
@@ -110,6 +112,9 @@ int main(int argc, char** argv) {
       (a == "--shutdown-timeout" ? opt.shutdown_timeout : opt.drain_timeout) = std::chrono::milliseconds(ms);
     } else if (a == "--scan-threads") {
       ok = parse_number(v, opt.scan_threads) && opt.scan_threads > 0;
+    } else if (a == "--scan-priority") {
+      ok = v == "background" || v == "normal";
+      opt.background_scans = v == "background";
     } else if (a == "--max-queued") {
       ok = parse_number(v, opt.max_queued) && opt.max_queued > 0;
     } else if (a == "--slow-ms") {

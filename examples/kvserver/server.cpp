@@ -647,11 +647,15 @@ int run_server(const ServerOptions& opt) {
     // One pool. Scans are long and CPU-bound: they run in a lane of their
     // own, at most scan_threads at once (4, what the fixed mode gives all the
     // work), so a burst of them waits in its lane instead of taking every
-    // thread, while point queries get threads as they need them. Admission
-    // control bounds what waits: a full queue is a quick 503.
+    // thread, while point queries get threads as they need them. They run at
+    // background priority: on a machine with few CPUs, a scan on a CPU
+    // otherwise makes a point query (or the event loop) wait for the
+    // scheduler's time slice. Admission control bounds what waits: a full
+    // queue is a quick 503.
     blockpool::Builder b;
     b.max_threads(opt.max_threads).thread_name("kv-db").max_queued(opt.max_queued);
-    b.lane("scan", {.max_running = opt.scan_threads, .max_queued = opt.max_queued});
+    b.lane("scan",
+           {.max_running = opt.scan_threads, .max_queued = opt.max_queued, .background = opt.background_scans});
     if (opt.slow_ms > 0) {
       b.on_slow_task(std::chrono::milliseconds(opt.slow_ms), [](const blockpool::SlowTask& t) {
         std::fprintf(stderr, "kvserver: slow task %.*s (lane \"%.*s\") running for %lld ms on %.*s\n",

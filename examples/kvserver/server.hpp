@@ -50,6 +50,7 @@ struct ServerOptions {
                                        // (each thread holds an SQLite connection)
   std::size_t fixed_threads = 4;       // fixed: the thread_pool's size
   std::size_t scan_threads = 4;        // blockpool: scans running at once (the scan lane's cap)
+  bool background_scans = true;        // blockpool: the scan lane is a background lane
   std::size_t max_queued = 10'000;     // blockpool: requests waiting for the pool, per lane (then 503)
   long slow_ms = 0;                    // blockpool: report tasks running longer (0: off)
   bool test_hooks = false;             // /debug/hold and /debug/release
