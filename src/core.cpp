@@ -388,10 +388,7 @@ void Core::take_queued_locked(TaskChain& out, bool keep_mandatory) noexcept {
   sort(queue_take_all_locked(), [&](TaskBase* t) BLOCKPOOL_REQUIRES(mu_) { queue_push_locked(t); });
   for (std::size_t li = 1; li < lanes_.size(); ++li) {
     Lane& lane = *lanes_[li];
-    Lane::Locked& ls = locked(lane);
-    TaskBase* held = ls.held.take_all();
-    held_total_ -= ls.held_count;
-    ls.held_count = 0;
+    TaskBase* held = take_held_locked(lane);
     for (TaskBase* t = held; t != nullptr; t = t->next_) leave_queue_locked(t);
     sort(held, [&](TaskBase* t) BLOCKPOOL_REQUIRES(mu_) {
       count_entry_locked(t);
@@ -501,6 +498,13 @@ bool Core::lane_full_locked(unsigned li) const noexcept {
   return !ls.held.empty() || ls.running + in_queue >= lane.max_running;
 }
 
+TaskBase* Core::take_held_locked(Lane& lane) noexcept {
+  Lane::Locked& ls = locked(lane);
+  held_total_ -= ls.held_count;
+  ls.held_count = 0;
+  return ls.held.take_all();
+}
+
 void Core::hold_locked(Lane& lane, TaskBase* t) noexcept {
   Lane::Locked& ls = locked(lane);
   ls.held.push(t);
@@ -608,10 +612,7 @@ void Core::sweep_tombstones_locked(TaskBase* self) noexcept {
   sweep(all, [&](TaskBase* t) BLOCKPOOL_REQUIRES(mu_) { queue_.push(t); });
   for (std::size_t li = 1; li < lanes_.size(); ++li) {
     Lane& lane = *lanes_[li];
-    Lane::Locked& ls = locked(lane);
-    TaskBase* held = ls.held.take_all();
-    held_total_ -= ls.held_count;
-    ls.held_count = 0;
+    TaskBase* held = take_held_locked(lane);
     sweep(held, [&](TaskBase* t) BLOCKPOOL_REQUIRES(mu_) { hold_locked(lane, t); });
   }
   if (bounded_)

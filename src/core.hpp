@@ -193,6 +193,10 @@ class Core final : public std::enable_shared_from_this<Core>, private Clock::Obs
   [[nodiscard]] bool lane_full_locked(unsigned li) const noexcept BLOCKPOOL_REQUIRES(mu_);
   // Appends `t` to `lane`'s held list (its entry counts are the caller's).
   void hold_locked(Lane& lane, TaskBase* t) noexcept BLOCKPOOL_REQUIRES(mu_);
+  // Empties `lane`'s held list: returns its chain, oldest first, taken out
+  // of held_total_ and the lane's held_count (its entry counts, as for
+  // hold_locked, are the caller's).
+  TaskBase* take_held_locked(Lane& lane) noexcept BLOCKPOOL_REQUIRES(mu_);
   // A task of lane `li` ended on a worker (which holds mu_ again).
   void task_ended_locked(unsigned li) noexcept BLOCKPOOL_REQUIRES(mu_);
   // Tasks of lane `li` waiting to start (queued or held, not aborted).
