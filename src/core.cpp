@@ -24,6 +24,9 @@ thread_local Core* tls_pool_core = nullptr;
 
 constexpr std::memory_order kRelaxed = std::memory_order_relaxed;
 
+// The clock a WakePolicy decision reads when it needs the time.
+std::chrono::steady_clock::time_point steady_now() noexcept { return std::chrono::steady_clock::now(); }
+
 void* worker_entry(void* arg) {
   auto* w = static_cast<Worker*>(arg);
   w->core->run_worker(w);
@@ -209,23 +212,15 @@ void Core::submit(TaskBase* task, bool wait) noexcept {
     }
     if (outcome == Outcome::kQueued) {
       queue_push_locked(task);
-      last_spawn_cpu_ = sched_getcpu();  // no syscall: glibc reads the rseq area (or the vDSO)
-      if (spinners_ + waking_ > 0) {
-        // A worker is already on its way (woken, or polling before it parks):
-        // it takes this task, and wakes the next idle worker itself if more
-        // work is queued by then (see run_worker). One wake-up in flight at a
-        // time: a spawn burst does not wake a thread per task, only to find
-        // the work already taken. Unless that worker is overdue: then it is
-        // not running, and would hold up this task for as long as its CPU
-        // stays taken, so wake another (growth.hpp, kHandOffTrust). The clock
-        // is read only here, with an idle worker to wake.
-        if (idle_head_ != nullptr) {
-          const auto now = std::chrono::steady_clock::now();
-          if (growth::hand_off_overdue(hand_off_at_, now)) wake_idle_locked(a, now);
-        }
-      } else if (idle_head_ != nullptr) {
-        maybe_wake_idle_locked(a);
-      } else {
+      // Trust a worker on its way, wake an idle one, or ask the growth policy
+      // (WakePolicy::on_spawn). sched_getcpu() makes no syscall: glibc reads
+      // the rseq area (or the vDSO); the clock is read only with an idle
+      // worker to wake.
+      const WakePolicy::Decision d = wake_.on_spawn(
+          sched_getcpu(), idle_head_ != nullptr, [this] { return queue_depth() > 0; }, steady_now);
+      if (d.wake == WakePolicy::Wake::kWakeIdle) {
+        wake_idle_locked(a, d.now);
+      } else if (d.wake == WakePolicy::Wake::kAskGrowth) {
         growth::Snapshot s = snapshot_locked();
         if (growth::spawn_must_start_thread(s)) {
           reserve_first_worker_locked(a);
@@ -266,22 +261,26 @@ void Core::reserve_first_worker_locked(Actions& a) noexcept {
   }
 }
 
-void Core::maybe_wake_idle_locked(Actions& a) noexcept {
-  if (a.wake != nullptr || idle_head_ == nullptr || spinners_ + waking_ > 0 || queue_depth() == 0)
-    return;
-  wake_idle_locked(a, std::chrono::steady_clock::now());
+void Core::pass_baton_locked(Actions& a) noexcept {
+  const WakePolicy::Decision d =
+      wake_.pass_baton(idle_head_ != nullptr, [this] { return queue_depth() > 0; }, steady_now);
+  if (d.wake == WakePolicy::Wake::kWakeIdle) {
+    wake_idle_locked(a, d.now);
+  } else if (d.wake == WakePolicy::Wake::kAskGrowth && !controller_armed_ &&
+             growth::should_watch(snapshot_locked())) {
+    arm_controller_locked(a);
+  }
 }
 
 void Core::wake_idle_locked(Actions& a, std::chrono::steady_clock::time_point now) noexcept {
   Worker* w = pop_idle_near_locked(sched_getcpu());
   mark_notified_locked(w);
-  hand_off_at_ = now;
+  wake_.on_wake_sent(now);
   a.wake = w;
 }
 
 void Core::mark_notified_locked(Worker* w) noexcept {
   locked(w).notified = true;
-  ++waking_;
   w->add_ref();
 }
 
@@ -389,10 +388,7 @@ void Core::take_queued_locked(TaskChain& out, bool keep_mandatory) noexcept {
   sort(queue_take_all_locked(), [&](TaskBase* t) BLOCKPOOL_REQUIRES(mu_) { queue_push_locked(t); });
   for (std::size_t li = 1; li < lanes_.size(); ++li) {
     Lane& lane = *lanes_[li];
-    Lane::Locked& ls = locked(lane);
-    TaskBase* held = ls.held.take_all();
-    held_total_ -= ls.held_count;
-    ls.held_count = 0;
+    TaskBase* held = take_held_locked(lane);
     for (TaskBase* t = held; t != nullptr; t = t->next_) leave_queue_locked(t);
     sort(held, [&](TaskBase* t) BLOCKPOOL_REQUIRES(mu_) {
       count_entry_locked(t);
@@ -502,6 +498,13 @@ bool Core::lane_full_locked(unsigned li) const noexcept {
   return !ls.held.empty() || ls.running + in_queue >= lane.max_running;
 }
 
+TaskBase* Core::take_held_locked(Lane& lane) noexcept {
+  Lane::Locked& ls = locked(lane);
+  held_total_ -= ls.held_count;
+  ls.held_count = 0;
+  return ls.held.take_all();
+}
+
 void Core::hold_locked(Lane& lane, TaskBase* t) noexcept {
   Lane::Locked& ls = locked(lane);
   ls.held.push(t);
@@ -609,10 +612,7 @@ void Core::sweep_tombstones_locked(TaskBase* self) noexcept {
   sweep(all, [&](TaskBase* t) BLOCKPOOL_REQUIRES(mu_) { queue_.push(t); });
   for (std::size_t li = 1; li < lanes_.size(); ++li) {
     Lane& lane = *lanes_[li];
-    Lane::Locked& ls = locked(lane);
-    TaskBase* held = ls.held.take_all();
-    held_total_ -= ls.held_count;
-    ls.held_count = 0;
+    TaskBase* held = take_held_locked(lane);
     sweep(held, [&](TaskBase* t) BLOCKPOOL_REQUIRES(mu_) { hold_locked(lane, t); });
   }
   if (bounded_)
@@ -692,7 +692,7 @@ Worker* Core::pop_idle_near_locked(int cpu) noexcept {
   Worker* w = idle_head_;
   if (cpu >= 0) {
     Worker* c = idle_head_;
-    for (std::size_t i = 0; c != nullptr && i < growth::kWakeScan; ++i, c = locked(c).idle_next) {
+    for (std::size_t i = 0; c != nullptr && i < WakePolicy::kWakeScan; ++i, c = locked(c).idle_next) {
       if (locked(c).park_cpu == cpu) {
         w = c;
         break;
@@ -764,6 +764,7 @@ bool Core::shutdown(std::chrono::nanoseconds timeout) {
     while (idle_head_ != nullptr) {
       Worker* w = pop_idle_locked();
       mark_notified_locked(w);
+      wake_.on_shutdown_wake_sent();
       w->wake_next = to_wake;
       to_wake = w;
     }

@@ -6,6 +6,7 @@
 //   worker.cpp  the worker loop, the growth controller loop, thread start/exit
 //   thread.cpp  OS thread creation (pthread), naming
 //   growth.hpp  the growth policy (how many threads to add, when)
+//   wake_policy.hpp  the wake-up policy (who is woken, when a worker polls)
 //
 // Locking: one mutex, mu_, guards the queue, the idle list, the thread
 // accounting and the shutdown state: every field marked GUARDED_BY(mu_), and
@@ -68,6 +69,7 @@
 #include "lane.hpp"
 #include "task_chain.hpp"
 #include "thread_annotations.hpp"
+#include "wake_policy.hpp"
 
 
 namespace blockpool::detail {
@@ -101,12 +103,9 @@ struct Worker {
     TaskBase* current = nullptr;  // the task being run (holds the pool's reference)
   };
   GuardedBy<Locked> locked;
-  // How long this worker's last idle spell lasted (from finding the queue
-  // empty to getting work). Touched only by the worker's own thread.
-  std::chrono::nanoseconds last_gap = std::chrono::nanoseconds::max();
-  // How many idle spells in a row were shorter than growth::kSpinWindow (up
-  // to growth::kStreamGaps). Touched only by the worker's own thread.
-  unsigned short_gaps = 0;
+  // Its idle spells, for WakePolicy::poll_before_parking. Touched only by
+  // the worker's own thread.
+  WakePolicy::IdleSpells spells;
   // Written and read only by the thread that begins shutdown (once), to
   // chain the workers it wakes after releasing mu_.
   Worker* wake_next = nullptr;
@@ -194,6 +193,10 @@ class Core final : public std::enable_shared_from_this<Core>, private Clock::Obs
   [[nodiscard]] bool lane_full_locked(unsigned li) const noexcept BLOCKPOOL_REQUIRES(mu_);
   // Appends `t` to `lane`'s held list (its entry counts are the caller's).
   void hold_locked(Lane& lane, TaskBase* t) noexcept BLOCKPOOL_REQUIRES(mu_);
+  // Empties `lane`'s held list: returns its chain, oldest first, taken out
+  // of held_total_ and the lane's held_count (its entry counts, as for
+  // hold_locked, are the caller's).
+  TaskBase* take_held_locked(Lane& lane) noexcept BLOCKPOOL_REQUIRES(mu_);
   // A task of lane `li` ended on a worker (which holds mu_ again).
   void task_ended_locked(unsigned li) noexcept BLOCKPOOL_REQUIRES(mu_);
   // Tasks of lane `li` waiting to start (queued or held, not aborted).
@@ -235,8 +238,9 @@ class Core final : public std::enable_shared_from_this<Core>, private Clock::Obs
   void push_idle_locked(Worker* w) noexcept BLOCKPOOL_REQUIRES(mu_);
   Worker* pop_idle_locked() noexcept BLOCKPOOL_REQUIRES(mu_);
   // The idle worker to wake for work made on CPU `cpu`: among the
-  // kWakeScan most recently idle, the first that parked on `cpu`, else the
-  // most recently idle. Taken off the idle list. Precondition: idle_head_.
+  // WakePolicy::kWakeScan most recently idle, the first that parked on
+  // `cpu`, else the most recently idle. Taken off the idle list.
+  // Precondition: idle_head_.
   Worker* pop_idle_near_locked(int cpu) noexcept BLOCKPOOL_REQUIRES(mu_);
   void remove_idle_locked(Worker* w) noexcept BLOCKPOOL_REQUIRES(mu_);
   void on_time_advanced() noexcept override BLOCKPOOL_EXCLUDES(mu_);
@@ -245,15 +249,18 @@ class Core final : public std::enable_shared_from_this<Core>, private Clock::Obs
   void leave_join_chain_locked(Actions& a) noexcept BLOCKPOOL_REQUIRES(mu_);
   [[nodiscard]] growth::Snapshot snapshot_locked() const noexcept BLOCKPOOL_REQUIRES(mu_);
   void arm_controller_locked(Actions& a) noexcept BLOCKPOOL_REQUIRES(mu_);
-  // Wakes (after unlock, through `a`) an idle worker if work is queued and
-  // no worker is already on its way to it.
-  void maybe_wake_idle_locked(Actions& a) noexcept BLOCKPOOL_REQUIRES(mu_);
+  // A worker popped a task with more queued behind it: wakes (after unlock,
+  // through `a`) an idle worker unless one is on its way, or, with none
+  // idle, arms the controller if the queue needs watching
+  // (WakePolicy::pass_baton). Precondition: a.wake == nullptr.
+  void pass_baton_locked(Actions& a) noexcept BLOCKPOOL_REQUIRES(mu_);
   // Takes an idle worker off the idle list (pop_idle_near_locked, for the
   // calling thread's CPU), stamps the hand-off with `now` and has `a` notify
   // it. Preconditions: idle_head_ != nullptr, a.wake == nullptr.
   void wake_idle_locked(Actions& a, std::chrono::steady_clock::time_point now) noexcept BLOCKPOOL_REQUIRES(mu_);
-  // Marks `w`, just taken off the idle list, as notified and on its way, and
-  // takes a reference for the waker to notify it after unlocking.
+  // Marks `w`, just taken off the idle list, as notified, and takes a
+  // reference for the waker to notify it after unlocking. The caller tells
+  // wake_ (on_wake_sent / on_shutdown_wake_sent).
   void mark_notified_locked(Worker* w) noexcept BLOCKPOOL_REQUIRES(mu_);
   // The controller has nothing left to grow for: shutting down, with no
   // (mandatory) task left queued.
@@ -287,21 +294,15 @@ class Core final : public std::enable_shared_from_this<Core>, private Clock::Obs
 
   alignas(64) std::atomic<std::uint64_t> spawned_{0};  // written under mu_
   std::uint64_t started_tasks_ BLOCKPOOL_GUARDED_BY(mu_) = 0;  // progress, for the controller
-  std::size_t spinners_ BLOCKPOOL_GUARDED_BY(mu_) = 0;  // workers polling for work before parking
-  std::size_t waking_ BLOCKPOOL_GUARDED_BY(mu_) = 0;    // workers notified, not yet back in the loop
-  // When the latest hand-off was made: a worker notified by a spawn or a
-  // baton, or a worker that began to spin. Read only while spinners_ +
-  // waking_ > 0, to see whether the spawn's trust in that worker has run out
-  // (growth::hand_off_overdue). Real time, whatever the pool's Clock: it
-  // measures the OS scheduler, not the pool's timers.
-  std::chrono::steady_clock::time_point hand_off_at_ BLOCKPOOL_GUARDED_BY(mu_){};
+  // Workers on their way, the latest hand-off and spawner's CPU: what every
+  // spawn's wake-up decision reads (src/wake_policy.hpp).
+  WakePolicy wake_ BLOCKPOOL_GUARDED_BY(mu_);
   bool shutdown_ BLOCKPOOL_GUARDED_BY(mu_) = false;
+  bool controller_armed_ BLOCKPOOL_GUARDED_BY(mu_) = false;
   // shutdown() callers that have taken the last exited thread off the join
   // chain and are joining it: the others wait for them before they report
   // every thread joined.
   std::size_t joining_ BLOCKPOOL_GUARDED_BY(mu_) = 0;
-  bool controller_armed_ BLOCKPOOL_GUARDED_BY(mu_) = false;
-  int last_spawn_cpu_ BLOCKPOOL_GUARDED_BY(mu_) = -1;  // CPU of the latest spawn, -1 if unknown
   Worker* idle_head_ BLOCKPOOL_GUARDED_BY(mu_) = nullptr;  // most recently idle first
   std::size_t idle_count_ BLOCKPOOL_GUARDED_BY(mu_) = 0;
   Worker* all_head_ BLOCKPOOL_GUARDED_BY(mu_) = nullptr;

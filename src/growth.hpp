@@ -1,9 +1,13 @@
 // src/growth.hpp: the growth policy, the one place that decides how many
-// threads a pool adds. Pure functions of a snapshot: no locks, no clocks, so
-// the policy is unit-testable and can change without touching the mechanism
-// (core.cpp, worker.cpp).
+// threads a pool adds: whether a spawn starts a thread, when the controller
+// watches the queue, and how many threads it adds on a controller tick.
+// Pure functions of a snapshot: no locks, no clocks, so the policy is
+// unit-testable and can change without touching the mechanism (core.cpp,
+// worker.cpp). Who is woken, and when a worker polls instead of parking, is
+// the wake-up policy's: src/wake_policy.hpp. The evidence behind the
+// constants is in bench/README.md, "Evidence for the policy's constants".
 //
-// The rule, and why (measured on 2 cores; see README "Performance"):
+// The rule, and why:
 //   * A spawn never starts a thread because no thread is idle at that
 //     instant (Tokio's rule): under a flood of short tasks that starts
 //     hundreds of threads that only contend. The one exception is an empty
@@ -17,9 +21,10 @@
 //   * A stall is believed at once if the controller itself woke on time and
 //     the process did not keep the CPUs busy over the interval: when it wakes
 //     late or the CPUs are saturated, the workers are more likely preempted
-//     than blocked, so adding threads would only add contention. A stall that persists for kLateStallChecks checks in a row
-//     is believed anyway: tasks that wait on queued tasks must get threads
-//     eventually, however loaded the machine.
+//     than blocked, so adding threads would only add contention. A stall
+//     that persists for kLateStallChecks checks in a row is believed anyway:
+//     tasks that wait on queued tasks must get threads eventually, however
+//     loaded the machine.
 //   * Once a stall has been believed, the next watches (for kStallMemory)
 //     use a shorter grace: the pool is known to run blocking work.
 //   * When tasks do start, the work is short: no growth, unless the backlog
@@ -35,16 +40,20 @@
 
 namespace blockpool::detail::growth {
 
+// A watch checks for a stall this long after it is armed, and again this
+// long after a stall: no growth comes sooner than kGrace (or kShortGrace).
 inline constexpr std::chrono::microseconds kGrace{250};
+// The check interval, doubled after each interval with progress, stops at
+// this: a long flood costs the controller about 1 / kMaxInterval wake-ups a
+// second, and a stall that follows it is seen within kMaxInterval (both but
+// while the OS refuses threads, when the creation backoff is longer).
 inline constexpr std::chrono::microseconds kMaxInterval{2000};
-// While the pool is known to run blocking work (a stall was believed less
-// than kStallMemory ago), a new watch uses kShortGrace: the work that took
-// the threads blocks, so waiting the full grace only delays what queues
-// behind it. Measured on the paced mix (README): tiny tasks that found every
-// thread taken by newly started 50 ms tasks waited ~450 us with the full
-// grace. A flood of short tasks never has a believed stall, so it keeps the
-// full grace.
+// The grace of a watch within kStallMemory of a believed stall: below kGrace.
+// The pool is then known to run blocking work, so waiting the full grace
+// only delays what queues behind it; a flood of short tasks never has a
+// believed stall, so it keeps the full grace.
 inline constexpr std::chrono::microseconds kShortGrace{50};
+// How long after a believed stall new watches use kShortGrace.
 inline constexpr std::chrono::milliseconds kStallMemory{100};
 
 struct Snapshot {
@@ -80,85 +89,24 @@ inline std::size_t threads_to_add_on_stall(const Snapshot& s) {
 // Queued tasks do start, so they are short, but the backlog still grew by
 // more than kBacklogGrowth over the interval: the workers cannot keep up with
 // the spawners. Add one thread, up to one per CPU (short tasks gain nothing
-// from more threads than CPUs, only contention). Measured on the contended
-// benchmark (4 spawning threads): one worker moves 3.0 M tasks/s, two 3.6 M.
+// from more threads than CPUs, only contention).
+// Invariant: short tasks add a thread only when the backlog grew by more
+// than kBacklogGrowth in one interval, and never past one thread per CPU.
 inline constexpr std::size_t kBacklogGrowth = 64;
 inline std::size_t threads_to_add_on_backlog(const Snapshot& s, std::size_t queued_before) {
   if (s.queued <= queued_before + kBacklogGrowth || s.queued <= s.starting) return 0;
   return s.threads < std::min(s.cpus, s.max_threads) ? 1 : 0;
 }
 
+// A stall the controller saw late, or with the CPUs saturated, is believed
+// once it lasts this many checks in a row: nested work always gets threads.
 inline constexpr unsigned kLateStallChecks = 4;
-
-// A worker whose previous idle spell was shorter than this polls the queue
-// for up to this long before parking (see worker.cpp).
-inline constexpr std::chrono::microseconds kSpinWindow{50};
-
-// Whether a worker that found the queue empty polls it before parking:
-//   * only if its last idle spell was shorter than kSpinWindow: work arrives
-//     back to back (a loop doing spawn-and-await), and a parked thread costs
-//     a futex wake, often of a sleeping CPU, per task. Work that comes
-//     further apart never makes a worker poll, so a lightly loaded pool
-//     burns no CPU;
-//   * only if no other worker polls, so polling never takes more than one CPU;
-//   * on the CPU the latest spawn came from, only once work has come back to
-//     back for kStreamGaps idle spells in a row. A poller there sees new work
-//     only when the spawner lets it run, which for a loop that spawns a few
-//     tasks and goes back to sleep is when it sleeps; the tasks then end
-//     after their spawner slept, and their results have to wake it, which
-//     the OS does on another CPU (on a VM, often a halted vCPU: tens of
-//     microseconds). Parked instead, the worker is woken by the next spawn on
-//     this very CPU, usually runs at once, and hands the result back while
-//     the spawner is still awake. A spawner that keeps spawning (a flood)
-//     would then wake, and be preempted by, the worker every few tasks; after
-//     kStreamGaps short spells in a row the worker polls again, and takes the
-//     stream in batches while the spawner runs.
-//   Measured (bench/README.md, same-process A/B): paced mix p99 56.0 -> 46.9
-//   and 59.2 -> 53.4 us (24 runs each), p50 24 -> 19-20 us, CPU 154-157 ->
-//   109-112 ms; flood, contended and round trip unchanged within noise.
-//   Without the kStreamGaps exception, floods fell from 4.6 to 3.4 M/s.
-// A loop's burst of spawns (the paced mix: 10-12 per tick) stays below this.
-inline constexpr unsigned kStreamGaps = 16;
-inline bool poll_before_parking(std::chrono::nanoseconds last_gap, std::size_t pollers,
-                                bool on_latest_spawners_cpu, unsigned short_gaps_in_a_row) {
-  return last_gap < kSpinWindow && pollers == 0 &&
-         (!on_latest_spawners_cpu || short_gaps_in_a_row >= kStreamGaps);
-}
-
-// A spawn that finds a worker already on its way (woken and not yet back, or
-// polling before it parks) trusts that worker with its task and wakes no one
-// (see Core::submit). The trust is bounded: once the latest such hand-off is
-// older than this, the worker is evidently not running (its CPU was taken:
-// on a VM, a halted vCPU the host did not run again for milliseconds), and
-// the spawn wakes another idle worker. Measured on the paced mix in a slow VM
-// phase (bench/README.md): a woken worker or a spinner that did not run for
-// 1-4 ms held up every tick spawned meanwhile, and those ticks were most of
-// the slowest 1%. Far above a normal wake-up (3-70 us on this VM), so a pool
-// that is merely busy does not double its wake-ups; and at most one extra
-// wake-up per period, since each one is a fresh hand-off.
-inline constexpr std::chrono::microseconds kHandOffTrust{250};
-
-// Whether a hand-off made at `since` has outlived kHandOffTrust at `now`.
-inline bool hand_off_overdue(std::chrono::steady_clock::time_point since,
-                             std::chrono::steady_clock::time_point now) {
-  return now - since > kHandOffTrust;
-}
-
-// Which idle worker a wake-up takes: the scheduler runs a woken thread on its
-// previous CPU if that CPU is idle, so waking a worker that parked on another,
-// idle CPU makes the OS wake that CPU (on a VM, a halted vCPU: 0.1-2 ms at
-// times), while one that parked on the waker's CPU runs there as soon as the
-// waker yields it. So a wake-up prefers, among the kWakeScan most recently
-// idle workers, one that parked on the waker's CPU. Measured on the paced
-// mix: in steady state 98% of wake-ups already stay on the waker's CPU (LIFO
-// reuse), but while the pool grows 30-70% went to the other vCPU, with p90
-// up to 335 us. A bounded scan keeps the choice O(1) and the most recently
-// idle (so the keep-alive order) nearly intact.
-inline constexpr std::size_t kWakeScan = 8;
 
 // Whether the process kept the CPUs busy over an interval: it used at least
 // three quarters of every CPU. Then workers that started nothing were more
 // likely waiting for a CPU than blocked, and more threads would only contend.
+// Invariant: a process below 3/4 of its CPUs is never called saturated, so a
+// stall seen on time there is believed at once.
 inline bool cpus_saturated(std::chrono::nanoseconds process_cpu, std::chrono::nanoseconds elapsed,
                            std::size_t cpus) {
   return process_cpu.count() * 4 >= elapsed.count() * 3 * static_cast<std::int64_t>(cpus);

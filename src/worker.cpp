@@ -52,7 +52,8 @@ std::chrono::nanoseconds process_cpu_time() noexcept {
 // The controller asks for 1 us while it watches (its checks are few: at most
 // one per interval, only while work is queued). A thread inherits its
 // creator's slack, so the original is put back while the controller creates
-// workers: tasks never run with a slack the application did not choose. Measured: burst of 256 x 20 ms, 31.0 -> 29.4 ms.
+// workers: tasks never run with a slack the application did not choose.
+// Evidence: bench/README.md, "Evidence for the policy's constants".
 class ControllerTimerSlack {
  public:
   ControllerTimerSlack() noexcept : original_(prctl(PR_GET_TIMERSLACK, 0UL, 0UL, 0UL, 0UL)) { fine(); }
@@ -117,13 +118,6 @@ Clock::time_point saturating_add(Clock::time_point t, std::chrono::nanoseconds d
     return Clock::time_point::max();
   return t + d;
 }
-
-// Records the length of an idle spell that ended with work: the gap itself,
-// and how many spells in a row were shorter than the polling window.
-void note_idle_spell(Worker* w, std::chrono::nanoseconds gap) noexcept {
-  w->last_gap = gap;
-  w->short_gaps = gap >= growth::kSpinWindow ? 0 : std::min(w->short_gaps + 1, growth::kStreamGaps);
-}
 }  // namespace
 
 void Core::run_worker(Worker* w) noexcept {
@@ -177,13 +171,7 @@ void Core::run_worker(Worker* w) noexcept {
       // the controller watches the queue (spawns that found a worker already
       // on its way left both to us).
       Actions a;
-      if (queue_depth() > 0) {
-        if (idle_head_ != nullptr) {
-          maybe_wake_idle_locked(a);
-        } else if (!controller_armed_ && growth::should_watch(snapshot_locked())) {
-          arm_controller_locked(a);
-        }
-      }
+      if (queue_depth() > 0) pass_baton_locked(a);
       const unsigned li = t->lane();
       std::uint64_t start = 0;
       if (watch_) {
@@ -260,20 +248,17 @@ void Core::run_worker(Worker* w) noexcept {
     }
 
     // Poll the queue before parking when work arrives back to back, but not
-    // on the CPU the latest spawn came from (growth::poll_before_parking says
-    // why). Spawners see spinners_ and skip the wake-up.
+    // on the CPU the latest spawn came from (WakePolicy::poll_before_parking
+    // says why). Spawners see the poller on its way and skip the wake-up.
     const auto idle_start = std::chrono::steady_clock::now();
-    const int cpu = sched_getcpu();
-    const bool on_spawners_cpu = cpu >= 0 && cpu == last_spawn_cpu_;
-    if (growth::poll_before_parking(w->last_gap, spinners_, on_spawners_cpu, w->short_gaps)) {
-      ++spinners_;
-      hand_off_at_ = idle_start;
+    if (wake_.poll_before_parking(w->spells, sched_getcpu())) {
+      wake_.begin_poll(idle_start);
       lk.unlock();
       for (unsigned i = 1;; ++i) {
         // Relaxed: only a hint; the queue itself is read under mu_ below.
         if (queued_.load(kRelaxed) > 0) break;
         if ((i & 63) == 0) {
-          if (std::chrono::steady_clock::now() - idle_start > growth::kSpinWindow) break;
+          if (WakePolicy::poll_over(std::chrono::steady_clock::now() - idle_start)) break;
           // Give the CPU to any thread that is waiting for it (returns at
           // once if none is): the scheduler often puts a woken worker on its
           // waker's CPU, and then a spinner would keep the very thread that
@@ -283,9 +268,9 @@ void Core::run_worker(Worker* w) noexcept {
         cpu_relax();
       }
       lk.lock();
-      --spinners_;
+      wake_.end_poll();
       if (!queue_.empty()) {
-        note_idle_spell(w, std::chrono::steady_clock::now() - idle_start);
+        w->spells.note(std::chrono::steady_clock::now() - idle_start);
         continue;
       }
     }
@@ -305,11 +290,8 @@ void Core::run_worker(Worker* w) noexcept {
     for (;;) {
       if (locked(w).notified) {  // the waker took us off the idle list
         locked(w).notified = false;
-        --waking_;
-        // Hand-offs still in flight are older than ours, most likely the one
-        // a spawn already found overdue: stop trusting them (see submit).
-        if (waking_ > 0) hand_off_at_ = {};
-        note_idle_spell(w, std::chrono::steady_clock::now() - idle_start);
+        wake_.on_woken();  // older hand-offs still in flight lose the spawns' trust
+        w->spells.note(std::chrono::steady_clock::now() - idle_start);
         break;
       }
       if (shutdown_) {

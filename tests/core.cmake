@@ -35,6 +35,10 @@ target_include_directories(admission_test PRIVATE ${PROJECT_SOURCE_DIR}/src)
 blockpool_add_test(growth_policy_test SOURCES growth_policy_test.cpp LABELS core)
 target_include_directories(growth_policy_test PRIVATE ${PROJECT_SOURCE_DIR}/src)
 
+# So is the wake-up policy (src/wake_policy.hpp).
+blockpool_add_test(wake_policy_test SOURCES wake_policy_test.cpp LABELS core)
+target_include_directories(wake_policy_test PRIVATE ${PROJECT_SOURCE_DIR}/src)
+
 # The CPU count the policy uses (affinity mask, cgroup quota) is internal
 # (src/cpu_limit.hpp): its parsing is unit-tested on file contents.
 blockpool_add_test(cpu_limit_test SOURCES cpu_limit_test.cpp LABELS core)

@@ -139,33 +139,3 @@ TEST(GrowthPolicy, ShortGraceOnlyShortlyAfterAStall) {
   EXPECT_EQ(next_interval(kMaxInterval, false, kShortGrace), kShortGrace);
   EXPECT_EQ(next_interval(kShortGrace, true, kShortGrace), kShortGrace * 2);
 }
-
-TEST(GrowthPolicy, HandOffTrustedUntilItOutlivesTheTrustPeriod) {
-  using std::chrono::steady_clock;
-  const steady_clock::time_point t0{std::chrono::seconds(100)};
-  EXPECT_FALSE(hand_off_overdue(t0, t0));
-  EXPECT_FALSE(hand_off_overdue(t0, t0 + kHandOffTrust));
-  EXPECT_TRUE(hand_off_overdue(t0, t0 + kHandOffTrust + std::chrono::nanoseconds(1)));
-  // A stamp reset to the epoch (Core does this when a woken worker arrives
-  // while older hand-offs are still out) is overdue at once.
-  EXPECT_TRUE(hand_off_overdue(steady_clock::time_point{}, t0));
-  // Far above a normal wake-up on a VM (tens of us), so a busy pool does not
-  // double its wake-ups.
-  EXPECT_GE(kHandOffTrust, std::chrono::microseconds(200));
-}
-
-TEST(GrowthPolicy, PollBeforeParkingOnlyForBackToBackWorkAwayFromTheSpawnersCpuOrInAStream) {
-  using std::chrono::nanoseconds;
-  const nanoseconds short_gap = microseconds(5);
-  EXPECT_TRUE(poll_before_parking(short_gap, 0, false, 1));
-  // Work that came further apart than the window: park.
-  EXPECT_FALSE(poll_before_parking(kSpinWindow, 0, false, 0));
-  EXPECT_FALSE(poll_before_parking(nanoseconds::max(), 0, false, 0));  // a worker's first idle spell
-  // Another worker already polls: at most one at a time.
-  EXPECT_FALSE(poll_before_parking(short_gap, 1, false, kStreamGaps));
-  // On the CPU the latest spawn came from: park, to be woken there...
-  EXPECT_FALSE(poll_before_parking(short_gap, 0, true, 1));
-  EXPECT_FALSE(poll_before_parking(short_gap, 0, true, kStreamGaps - 1));
-  // ...unless the work has come back to back for kStreamGaps spells in a row.
-  EXPECT_TRUE(poll_before_parking(short_gap, 0, true, kStreamGaps));
-}

@@ -176,7 +176,7 @@ class WakeWithHeldWorkers : public ::testing::Test {
 
 // A spawn that finds a worker already on its way trusts it with the task and
 // wakes nobody else; but once that hand-off is older than the trust period
-// (growth.hpp, kHandOffTrust: 250 us), the worker is evidently not running,
+// (wake_policy.hpp, kHandOffTrust: 250 us), the worker is evidently not running,
 // and the spawn wakes another idle worker rather than leave its task queued
 // behind a thread that may not run for milliseconds.
 TEST_F(WakeWithHeldWorkers, OverdueHandOffMakesTheNextSpawnWakeAnotherWorker) {
