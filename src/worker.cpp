@@ -341,7 +341,7 @@ void Core::run_worker(Worker* w) noexcept {
     // is an idle worker, or one the controller starts: the controller runs
     // while any worker does, and this one counted until just now.
     if (idle_head_ != nullptr) {
-      maybe_wake_idle_locked(a);
+      pass_baton_locked(a);  // an idle worker exists: woken unless one is on its way
     } else if (controller_running_) {
       ++threads_;
       ++starting_;
