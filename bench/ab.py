@@ -3,6 +3,9 @@
 
     bench/ab.py <scenario> <runs> <binary> [<binary> ...]
 
+<scenario> is the benchmark's command line, e.g. flood, or in quotes with a
+matrix cell's options: "paced --order before --long-ms 50 --long-every 10".
+
 A binary may be given as VAR=VALUE[,VAR=VALUE...]:path to run it with those
 environment variables set, e.g. BLOCKPOOL_BENCH_NO_LATENCY=1:build/bench/blockpool_bench
 to compare the same build with latency recording off.
@@ -17,6 +20,7 @@ puts its threads (bench/README.md, "A/B runs").
 """
 import json
 import os
+import shlex
 import statistics
 import subprocess
 import sys
@@ -26,7 +30,7 @@ def main() -> int:
     if len(sys.argv) < 4:
         print(__doc__.strip(), file=sys.stderr)
         return 2
-    scenario, runs, binaries = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+    scenario, runs, binaries = shlex.split(sys.argv[1]), int(sys.argv[2]), sys.argv[3:]
     results = {b: [] for b in binaries}
     for _ in range(runs):
         for b in binaries:
@@ -34,7 +38,7 @@ def main() -> int:
             if "=" in b.split(":", 1)[0] and ":" in b:
                 spec, path = b.split(":", 1)
                 env.update(kv.split("=", 1) for kv in spec.split(","))
-            p = subprocess.run([path, scenario], capture_output=True, text=True, timeout=300, env=env)
+            p = subprocess.run([path, *scenario], capture_output=True, text=True, timeout=300, env=env)
             try:
                 d = json.loads(p.stdout)
             except json.JSONDecodeError:
