@@ -36,7 +36,8 @@ struct LaneOptions {
   // thread of any process is ready to run, it takes the CPU from a
   // background task at once. For long CPU-bound work (scans, reports,
   // compression) that must not add latency to the event loop or to other
-  // lanes on a machine with few CPUs.
+  // lanes on a machine with few CPUs. It costs a handful of system calls
+  // per task (a few microseconds): meant for tasks of milliseconds or more.
   //
   // Requirements: a background task must not hold a lock that other
   // threads wait for (on a busy machine it may not run for a long time:
