@@ -92,10 +92,37 @@ class BackgroundPriority {
     policy_ = policy;
     nice_ = nice;
     changed_ = true;
+    step_aside();
   }
   // Puts back what enter() saved. False when the OS refuses (an
   // unprivileged thread leaves SCHED_IDLE only within RLIMIT_NICE): the
   // thread is still at SCHED_IDLE, and must run no other task.
+  // Gives the CPU to every thread already waiting for it. Linux does not
+  // reschedule when a running thread moves itself to SCHED_IDLE (its static
+  // priority is unchanged), so a thread queued on this CPU before enter(),
+  // such as the event loop this worker just woke with the previous task's
+  // result, would otherwise wait behind the background task until the next
+  // scheduler tick (4 ms at HZ=250). sched_yield() does not suffice: the
+  // scheduler may pick the yielding thread again. A sleep takes the thread
+  // off the CPU, and once it wakes at SCHED_IDLE it cannot take the CPU
+  // back from a waiting thread. A sleep whose timer fires before the thread
+  // reaches the scheduler (the thread was interrupted or its vCPU paused)
+  // does not sleep at all, so it is repeated until the thread has been off
+  // the CPU (a voluntary context switch), a few times at most. Each sleep is
+  // 1 us plus the thread's timer slack (50 us by default): alone on its CPU,
+  // a background task starts that much later.
+  static void step_aside() noexcept {
+    constexpr int kTries = 4;  // bounds the cost if the thread never sleeps
+    rusage before{};
+    if (getrusage(RUSAGE_THREAD, &before) != 0) return;
+    for (int i = 0; i < kTries; ++i) {
+      const timespec one_us{0, 1000};
+      (void)nanosleep(&one_us, nullptr);
+      rusage after{};
+      if (getrusage(RUSAGE_THREAD, &after) != 0 || after.ru_nvcsw != before.ru_nvcsw) return;
+    }
+  }
+
   [[nodiscard]] bool leave() noexcept {
     if (!changed_) return true;
     changed_ = false;

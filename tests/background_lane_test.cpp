@@ -4,6 +4,8 @@
 // still runs everything queued behind it.
 #include <atomic>
 #include <cerrno>
+#include <cstdio>
+#include <cstring>
 #include <thread>
 #include <vector>
 
@@ -213,5 +215,71 @@ TEST(BackgroundLane, AThrowingTaskGivesThePriorityBackToo) {
   ASSERT_TRUE(h.wait_for(kLongWait));
   EXPECT_THROW(h.get(), std::runtime_error);
   EXPECT_EQ(pool.spawn_blocking(current_sched).get().policy, SCHED_OTHER);
+  EXPECT_TRUE(pool.shutdown(kLongWait));
+}
+
+namespace {
+
+// Whether thread `tid` of this process is asleep (blocked, not runnable).
+bool asleep(pid_t tid) {
+  char path[64];
+  std::snprintf(path, sizeof path, "/proc/self/task/%d/stat", static_cast<int>(tid));
+  std::FILE* f = std::fopen(path, "r");
+  if (f == nullptr) return false;
+  char buf[512] = {};
+  const std::size_t n = std::fread(buf, 1, sizeof buf - 1, f);
+  std::fclose(f);
+  const char* paren = std::strrchr(buf, ')');  // the name may hold spaces
+  return n > 0 && paren != nullptr && paren[1] == ' ' && paren[2] == 'S';
+}
+
+}  // namespace
+
+// A thread already waiting for the CPU when a background task starts there,
+// such as the event loop that the worker just woke with the previous task's
+// result, runs before the background task does. Linux does not reschedule
+// when a thread moves itself to SCHED_IDLE (its static priority is the
+// same), so unless the pool steps aside then, the waiter waits behind the
+// background task until the next scheduler tick. The worker and the waiter
+// are pinned to one CPU; the worker wakes the waiter in one task and starts
+// the background task right after, without parking in between. (Without the
+// step aside this fails about one run in two; sched_yield() instead fails
+// one run in three.)
+TEST(BackgroundLane, AThreadWaitingForTheCpuRunsBeforeTheBackgroundTaskDoes) {
+  cpu_set_t mask;
+  ASSERT_EQ(sched_getaffinity(0, sizeof mask, &mask), 0);
+  int cpu = 0;
+  while (!CPU_ISSET(cpu, &mask)) ++cpu;
+  cpu_set_t one;
+  CPU_ZERO(&one);
+  CPU_SET(cpu, &one);
+
+  std::atomic<int> go{0};
+  std::atomic<bool> waiter_ran{false};
+  std::atomic<pid_t> waiter_tid{0};
+  std::thread waiter([&] {
+    (void)sched_setaffinity(0, sizeof one, &one);
+    waiter_tid.store(static_cast<pid_t>(::syscall(SYS_gettid)));
+    go.wait(0);
+    waiter_ran.store(true);
+  });
+  ASSERT_TRUE(wait_until([&] { return waiter_tid.load() != 0 && asleep(waiter_tid.load()); }));
+
+  blockpool::Pool pool = blockpool::Builder{}
+                             .max_threads(1)
+                             .on_thread_start([&] { (void)sched_setaffinity(0, sizeof one, &one); })
+                             .lane("bg", {.background = true})
+                             .build();
+  Gate gate;  // holds the one worker until both tasks are queued behind it
+  auto hold = pool.spawn_blocking([&] { gate.wait(); });
+  auto wake = pool.spawn_blocking([&] {
+    go.store(1);
+    go.notify_one();
+  });
+  auto bg = pool.lane("bg").spawn_blocking([&] { return waiter_ran.load(); });
+  gate.open();
+  ASSERT_TRUE(bg.wait_for(kLongWait));
+  EXPECT_TRUE(bg.get()) << "the background task started before the thread waiting for its CPU ran";
+  waiter.join();
   EXPECT_TRUE(pool.shutdown(kLongWait));
 }

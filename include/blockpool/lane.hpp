@@ -36,8 +36,11 @@ struct LaneOptions {
   // thread of any process is ready to run, it takes the CPU from a
   // background task at once. For long CPU-bound work (scans, reports,
   // compression) that must not add latency to the event loop or to other
-  // lanes on a machine with few CPUs. It costs a handful of system calls
-  // per task (a few microseconds): meant for tasks of milliseconds or more.
+  // lanes on a machine with few CPUs. Before the task starts, the worker
+  // gives its CPU to any thread already waiting for it (Linux would let that
+  // thread wait for the next scheduler tick): a sleep of 1 us plus the
+  // thread's timer slack, 50 us by default, and a handful of system calls.
+  // Meant for tasks of milliseconds or more.
   //
   // Requirements: a background task must not hold a lock that other
   // threads wait for (on a busy machine it may not run for a long time:
