@@ -221,12 +221,7 @@ void Core::submit(TaskBase* task, bool wait) noexcept {
       if (d.wake == WakePolicy::Wake::kWakeIdle) {
         wake_idle_locked(a, d.now);
       } else if (d.wake == WakePolicy::Wake::kAskGrowth) {
-        growth::Snapshot s = snapshot_locked();
-        if (growth::spawn_must_start_thread(s)) {
-          reserve_first_worker_locked(a);
-        } else if (!controller_armed_ && growth::should_watch(s)) {
-          arm_controller_locked(a);
-        }
+        ask_growth_locked(a);
       }
     }
   }
@@ -249,10 +244,23 @@ void Core::submit(TaskBase* task, bool wait) noexcept {
   }
 }
 
+void Core::reserve_workers_locked(std::size_t n) noexcept {
+  threads_ += n;
+  starting_ += n;
+  live_os_threads_ += n;
+}
+
+void Core::ask_growth_locked(Actions& a) noexcept {
+  const growth::Snapshot s = snapshot_locked();
+  if (growth::spawn_must_start_thread(s)) {
+    reserve_first_worker_locked(a);
+  } else if (!controller_armed_ && growth::should_watch(s)) {
+    arm_controller_locked(a);
+  }
+}
+
 void Core::reserve_first_worker_locked(Actions& a) noexcept {
-  ++threads_;
-  ++starting_;
-  ++live_os_threads_;
+  reserve_workers_locked(1);
   a.start_workers = 1;
   if (!controller_running_) {
     controller_running_ = true;

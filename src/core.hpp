@@ -220,9 +220,17 @@ class Core final : public std::enable_shared_from_this<Core>, private Clock::Obs
   // aborters are mid-way; a later sweep or pop takes them) and `self`, which
   // the caller (its aborter) unlinks and accounts for itself.
   void sweep_tombstones_locked(TaskBase* self) noexcept BLOCKPOOL_REQUIRES(mu_);
+  // Counts `n` workers as alive and starting before whoever reserved them
+  // starts them after unlocking (threads_, starting_, live_os_threads_).
+  void reserve_workers_locked(std::size_t n) noexcept BLOCKPOOL_REQUIRES(mu_);
   // Reserves the first worker (threads_ was 0) and, if none runs, the
   // controller that must exist beside it (see "Locking" above).
   void reserve_first_worker_locked(Actions& a) noexcept BLOCKPOOL_REQUIRES(mu_);
+  // Queued work with no worker idle or on its way: the growth policy's
+  // turn. Reserves the first worker if the pool has none, else arms the
+  // controller if the queue needs watching (growth::should_watch).
+  // pass_baton_locked is its arm-only form, for a caller that is a worker.
+  void ask_growth_locked(Actions& a) noexcept BLOCKPOOL_REQUIRES(mu_);
   void queue_push_locked(TaskBase* t) noexcept BLOCKPOOL_REQUIRES(mu_);
   // The pool's entry counts (queued_, a lane's `queued`): an entry added to
   // the queue or a held list, or leaving it.

@@ -370,21 +370,14 @@ void Core::run_worker(Worker* w) noexcept {
     if (idle_head_ != nullptr) {
       pass_baton_locked(a);  // an idle worker exists: woken unless one is on its way
     } else if (controller_running_) {
-      ++threads_;
-      ++starting_;
-      ++live_os_threads_;
+      reserve_workers_locked(1);
       ++controller_starts_;
       a.wake_controller = true;
     } else {
       reserve_first_worker_locked(a);  // not expected: better a slow thread than a stranded task
     }
   } else if (queue_depth() > 0 && idle_count_ == 0) {
-    const growth::Snapshot s = snapshot_locked();
-    if (growth::spawn_must_start_thread(s)) {
-      reserve_first_worker_locked(a);
-    } else if (!controller_armed_ && growth::should_watch(s)) {
-      arm_controller_locked(a);
-    }
+    ask_growth_locked(a);
   }
   leave_join_chain_locked(a);
   exit_cv_.notify_all();
@@ -480,9 +473,7 @@ void Core::run_controller() noexcept {
       last_stall_ = woke;
       interval = std::max(growth::kShortGrace, backoff);
     }
-    threads_ += n;
-    starting_ += n;
-    live_os_threads_ += n;
+    reserve_workers_locked(n);
     lk.unlock();
     slack.restore();  // new threads inherit their creator's slack: give them the original
     const std::size_t failed = start_threads(n, false);
