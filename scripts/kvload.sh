@@ -7,15 +7,19 @@
 #   burst    the same scan rate, scans sent BURST at a time        (--burst 0: skipped)
 #   wrk      wrk, closed loop, 32 connections, 1 scan per 100 requests (throughput)
 # and prints per mode and phase the medians over the runs of: GET p50/p99/
-# p99.9, scan p50/p99, requests/s, errors, peak pool threads, and the CPU
-# that other processes used meanwhile (the machine is shared). Draws
+# p99.9 (from each request's scheduled send), GET p99 from its actual send
+# (without kvbench's own lateness), scan p50/p99, requests/s, errors, peak
+# pool threads, and the CPU that other processes used meanwhile (the
+# machine is shared). Draws
 # RESULTS/chart.png (gnuplot) and writes RESULTS/latest.{tsv,md}.
 #
 # Usage: bash scripts/kvload.sh [--runs N] [--duration S] [--get-rate R] [--scan-rate R]
 #                               [--burst N] [--wrk-duration S] [--rows N] [--modes "a b"]
-#                               [--out DIR] [--server-args "..."] [--quick]
+#                               [--out DIR] [--server-args "..."] [--quick] [--replot TSV]
 # Defaults: 5 runs, 12 s per phase, 2000 GET/s, 20 scans/s, bursts of 8, wrk 10 s,
 # 100,000 rows, out examples/kvserver/results. --quick: 1 run of 5 s phases.
+# --replot TSV: no runs, only the summary and chart from an earlier latest.tsv
+# (give the options that run used, for the titles).
 # More short runs rather than fewer long ones: on a shared machine the other
 # processes' bursts land in some phases, and the median of 5 sets them aside.
 # The modes take turns within each run, so each sees the same conditions.
@@ -27,7 +31,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 RUNS=5 DURATION=12 GET_RATE=2000 SCAN_RATE=20 BURST=8 WRK_DURATION=10 ROWS=100000
-MODES="blockpool inline fixed" OUT=examples/kvserver/results SERVER_ARGS=
+MODES="blockpool inline fixed" OUT=examples/kvserver/results SERVER_ARGS= REPLOT=
 while (($#)); do
   case "$1" in
     --runs) RUNS=$2; shift 2 ;;
@@ -41,11 +45,14 @@ while (($#)); do
     --out) OUT=$2; shift 2 ;;
     --server-args) SERVER_ARGS=$2; shift 2 ;;
     --quick) RUNS=1 DURATION=5 WRK_DURATION=5; shift ;;
-    -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
+    --replot) REPLOT=$2; shift 2 ;;
+    -h|--help) sed -n '2,29p' "$0"; exit 0 ;;
     *) echo "kvload.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done
 
+# Builds, creates the data set, runs every mode and phase: fills $RAW.
+measure() {
 bash scripts/deps.sh build kvload
 BUILD_DIR=${BUILD_DIR:-build-kvload}
 cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release -DBLOCKPOOL_BUILD_TESTS=OFF \
@@ -59,7 +66,7 @@ trap 'rm -rf "$WORK"' EXIT
 DB=$WORK/kv.db
 "$BIN/kvserver" --db "$DB" --populate "$ROWS" >&2
 RAW=$OUT/latest.tsv
-printf 'run\tmode\tphase\tget_p50\tget_p99\tget_p999\tget_max\tscan_p50\tscan_p99\trps\terrors\tpeak_threads\tserver_cpu_s\tclient_cpu_s\tothers_cpus\texit\n' >"$RAW"
+printf 'run\tmode\tphase\tget_p50\tget_p99\tget_p999\tget_max\tscan_p50\tscan_p99\trps\terrors\tpeak_threads\tserver_cpu_s\tclient_cpu_s\tothers_cpus\texit\tget_sent_p99\n' >"$RAW"
 TCK=$(getconf CLK_TCK)
 NCPU=$(nproc)
 
@@ -118,14 +125,14 @@ for ((run = 1; run <= RUNS; run++)); do
             burst) args+=(--scan-rate "$SCAN_RATE" --scan-burst "$BURST") ;;
           esac
           line=$("$BIN/kvbench" "${args[@]}" 2>>"$WORK/kvbench.log")
-          IFS=$'\t' read -r _ _ g50 g99 g999 gmax _ s50 s99 rps errors _ <<<"$line"
+          IFS=$'\t' read -r _ _ g50 g99 g999 gmax _ s50 s99 rps errors _ _ _ gs99 _ <<<"$line"
           [[ $phase == noscans ]] && s50=- s99=-
           ;;
         wrk)
           line=$(KV_KEYS=$ROWS KV_SCAN_EVERY=100 wrk -t2 -c32 -d"${WRK_DURATION}s" \
                  -s examples/kvserver/kvload.lua "http://127.0.0.1:$PORT" 2>&1 | grep '^WRK' || true)
           IFS=$'\t' read -r _ rps errors _ _ <<<"$line"
-          g50=- g99=- g999=- gmax=- s50=- s99=-
+          g50=- g99=- g999=- gmax=- s50=- s99=- gs99=-
           ;;
       esac
       peak=$("$BIN/kvbench" --port "$PORT" --stats | awk '$1 == "pool_peak_threads" {print $2}')
@@ -136,9 +143,9 @@ for ((run = 1; run <= RUNS; run++)); do
                -v c="$client_cpu" -v k="$TCK" -v n="$NCPU" \
                'BEGIN { o = (b - (s + c) * k) / t * n; if (o < 0) o = 0; printf "%.2f", o }')
       stop_server
-      printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$run" "$mode" "$phase" \
+      printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$run" "$mode" "$phase" \
         "$g50" "$g99" "$g999" "$gmax" "$s50" "$s99" "${rps:-0}" "${errors:-?}" "${peak:-?}" \
-        "$server_cpu" "$client_cpu" "$others" "$EXIT_STATUS" >>"$RAW"
+        "$server_cpu" "$client_cpu" "$others" "$EXIT_STATUS" "${gs99:--}" >>"$RAW"
       printf 'kvload: run %d %-9s %-7s GET p50 %s p99 %s p99.9 %s ms, scan p50 %s p99 %s ms, %s req/s, %s errors, peak %s threads, others used %s CPUs, exit %s\n' \
         "$run" "$mode" "$phase" "$g50" "$g99" "$g999" "$s50" "$s99" "${rps:-0}" "${errors:-?}" \
         "${peak:-?}" "$others" "$EXIT_STATUS" >&2
@@ -146,6 +153,16 @@ for ((run = 1; run <= RUNS; run++)); do
   done
 done
 echo "kvload: load average after: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+}
+
+if [[ -n $REPLOT ]]; then  # only the summary and the chart, from an earlier run's TSV
+  WORK=$(mktemp -d /tmp/kvload.XXXXXX)
+  trap 'rm -rf "$WORK"' EXIT
+  RAW=$REPLOT
+  mkdir -p "$OUT"
+else
+  measure
+fi
 
 # ---- Medians over the runs, the targets, the chart -------------------------
 MD=$OUT/latest.md
@@ -167,16 +184,16 @@ NR == 1 { for (i = 1; i <= NF; i++) col[i] = $i; next }
 }
 END {
   printf "kvserver load test: medians of %d run(s); open loop %d GET/s + %d scans/s, %d s per phase; bursts of %d; wrk %d s; %d rows\n\n", runs, gr, sr, dur, burst, wd, rows
-  print "| mode | phase | GET p50 ms | GET p99 ms | GET p99.9 ms | scan p50 ms | scan p99 ms | req/s | errors | peak pool threads | CPUs used by others |"
-  print "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+  print "| mode | phase | GET p50 ms | GET p99 ms | GET p99.9 ms | GET p99 from send ms | scan p50 ms | scan p99 ms | req/s | errors | peak pool threads | CPUs used by others |"
+  print "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
   for (i = 1; i <= nk; i++) {
     split(order[i], mp, SUBSEP); k = order[i]
-    printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", mp[1], mp[2],
-      median(k SUBSEP "get_p50"), median(k SUBSEP "get_p99"), median(k SUBSEP "get_p999"),
+    printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", mp[1], mp[2],
+      median(k SUBSEP "get_p50"), median(k SUBSEP "get_p99"), median(k SUBSEP "get_p999"), median(k SUBSEP "get_sent_p99"),
       median(k SUBSEP "scan_p50"), median(k SUBSEP "scan_p99"), median(k SUBSEP "rps"),
       median(k SUBSEP "errors"), median(k SUBSEP "peak_threads"), median(k SUBSEP "others_cpus")
     if (mp[2] != "wrk")
-      printf "\"%s\\n%s\" %s %s %s %s %s\n", mp[1], mp[2], median(k SUBSEP "get_p50"), median(k SUBSEP "get_p99"),
+      printf "\"%s %s\" %s %s %s %s %s\n", mp[1], mp[2], median(k SUBSEP "get_p50"), median(k SUBSEP "get_p99"),
         median(k SUBSEP "get_p999"), median(k SUBSEP "scan_p50"), median(k SUBSEP "scan_p99") > dat
     else
       printf "\"%s\" %s\n", mp[1], median(k SUBSEP "rps") > wdat
@@ -192,6 +209,9 @@ END {
     if ((mp[1] SUBSEP "burst") in seen) line = line sprintf(", bursts %.2fx", median(mp[1] SUBSEP "burst" SUBSEP "get_p99") / base)
     if (mp[1] == "blockpool" && (mp[1] SUBSEP "scans") in seen)
       line = line sprintf(" (target: at most 2x: %s)", ratio[mp[1]] <= 2 ? "met" : "MISSED")
+    sbase = median(order[i] SUBSEP "get_sent_p99")
+    if ((mp[1] SUBSEP "scans") in seen && sbase != "-" && sbase > 0)
+      line = line sprintf("; from the send: scans %.2fx", median(mp[1] SUBSEP "scans" SUBSEP "get_sent_p99") / sbase)
     print line
   }
   printf "- errors in the open-loop phases, all runs: %d (target 0: %s)\n", errs, errs == 0 ? "met" : "MISSED"
@@ -214,9 +234,9 @@ if command -v gnuplot >/dev/null && [[ -s $WORK/chart.dat ]]; then
     echo "set logscale y"
     echo "set grid ytics"
     echo "set key top left font 'sans,8' samplen 1.5"
-    echo "set xtics nomirror font 'sans,8'"
+    echo "set xtics nomirror rotate by 35 right font 'sans,8'"
     echo "set datafile missing '-'"
-    echo "set bmargin 4"
+    echo "set bmargin 7"
     echo "set ylabel 'milliseconds'"
     echo "set origin 0,0"
     echo "set size $get_w,0.94"

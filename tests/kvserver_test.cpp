@@ -389,6 +389,21 @@ TEST_P(KvServerModes, EveryEndpoint) {
   EXPECT_EQ(r.status, 200);
   EXPECT_EQ(r.body, "");
 
+  // Server-Timing (what kvbench's breakdown of slow GETs reads): only for
+  // a client that sends its send time, with the four parts in order.
+  EXPECT_EQ(r.headers.count("server-timing"), 0u);
+  const auto sent_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                           std::chrono::steady_clock::now().time_since_epoch()).count();
+  c.send_raw("GET /kv/alpha HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Sent-Ns: " + std::to_string(sent_ns) + "\r\n\r\n");
+  std::optional<Response> timed = c.receive();
+  ASSERT_TRUE(timed);
+  EXPECT_EQ(timed->body, "two");
+  const std::string timing = timed->headers["server-timing"];
+  const std::size_t arrive = timing.find("arrive;dur="), queue = timing.find("queue;dur="),
+                    run = timing.find("run;dur="), resume = timing.find("resume;dur=");
+  EXPECT_TRUE(arrive == 0 && arrive < queue && queue < run && run < resume && resume != std::string::npos)
+      << timing;
+
   EXPECT_EQ(c.request("DELETE", "/kv/alpha").status, 204);
   EXPECT_EQ(c.request("GET", "/kv/alpha").status, 404);
   EXPECT_EQ(c.request("DELETE", "/kv/alpha").status, 404);

@@ -30,6 +30,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <deque>
 #include <memory>
 #include <optional>
@@ -48,7 +49,7 @@ namespace {
 
 constexpr const char* kTsvHeader =
     "label\tget_n\tget_p50_ms\tget_p99_ms\tget_p999_ms\tget_max_ms\tscan_n\tscan_p50_ms\tscan_p99_ms\t"
-    "rps\terrors\tpeak_conns\tcpu_s";
+    "rps\terrors\tpeak_conns\tcpu_s\tget_sent_p50_ms\tget_sent_p99_ms\tget_sent_p999_ms";
 
 struct Options {
   std::string host = "127.0.0.1";
@@ -72,6 +73,8 @@ enum class Kind { get, scan };
 struct Job {
   Kind kind;
   Clock::time_point scheduled;
+  Clock::time_point sent{};  // when its write began: later than scheduled if the client ran late
+  bool waited = false;       // it waited for a free connection (max_conns busy): the server's doing
   std::string target;
 };
 
@@ -97,6 +100,7 @@ class Bench {
     const double rps = secs_run > 0 ? static_cast<double>(ok) / secs_run : 0.0;
     std::sort(get_lat_.begin(), get_lat_.end());
     std::sort(scan_lat_.begin(), scan_lat_.end());
+    std::sort(get_sent_lat_.begin(), get_sent_lat_.end());
     auto pct = [](const std::vector<double>& v, double p) {
       if (v.empty()) return 0.0;
       const auto rank = static_cast<std::size_t>(std::ceil(p / 100.0 * static_cast<double>(v.size())));
@@ -111,6 +115,40 @@ class Bench {
     std::fprintf(stderr, "kvbench %s: GET  p50 %.3f ms, p99 %.3f ms, p99.9 %.3f ms, max %.3f ms (%zu)\n",
                  opt_.label.c_str(), pct(get_lat_, 50), pct(get_lat_, 99), pct(get_lat_, 99.9),
                  get_lat_.empty() ? 0.0 : get_lat_.back(), get_lat_.size());
+    std::fprintf(stderr, "kvbench %s: GET from its send: p50 %.3f ms, p99 %.3f ms, p99.9 %.3f ms\n",
+                 opt_.label.c_str(), pct(get_sent_lat_, 50), pct(get_sent_lat_, 99), pct(get_sent_lat_, 99.9));
+    if (!get_parts_.empty()) {
+      // Where the slowest 1% of GETs spent their time, on average: was the
+      // client late, the server's loop, the pool, or the way back?
+      std::sort(get_parts_.begin(), get_parts_.end(),
+                [](const Parts& a, const Parts& b) { return a.total_ms > b.total_ms; });
+      const std::size_t n = std::max<std::size_t>(1, get_parts_.size() / 100);
+      Parts sum{0, 0};
+      std::size_t timed = 0;
+      for (std::size_t i = 0; i < n; ++i) {
+        const Parts& p = get_parts_[i];
+        sum.total_ms += p.total_ms;
+        sum.late_ms += p.late_ms;
+        if (!p.server_timed) continue;
+        ++timed;
+        sum.arrive_ms += p.arrive_ms;
+        sum.queue_ms += p.queue_ms;
+        sum.run_ms += p.run_ms;
+        sum.resume_ms += p.resume_ms;
+      }
+      const auto dn = static_cast<double>(n);
+      if (timed == n) {
+        const double back = sum.total_ms - sum.late_ms - sum.arrive_ms - sum.queue_ms - sum.run_ms - sum.resume_ms;
+        std::fprintf(stderr,
+                     "kvbench %s: slowest 1%% of GETs (%zu), mean ms: total %.3f = client late %.3f + arrive %.3f"
+                     " + queue %.3f + run %.3f + resume %.3f + back %.3f\n",
+                     opt_.label.c_str(), n, sum.total_ms / dn, sum.late_ms / dn, sum.arrive_ms / dn,
+                     sum.queue_ms / dn, sum.run_ms / dn, sum.resume_ms / dn, back / dn);
+      } else {
+        std::fprintf(stderr, "kvbench %s: slowest 1%% of GETs (%zu), mean ms: total %.3f, client late %.3f\n",
+                     opt_.label.c_str(), n, sum.total_ms / dn, sum.late_ms / dn);
+      }
+    }
     if (!scan_lat_.empty())
       std::fprintf(stderr, "kvbench %s: scan p50 %.3f ms, p99 %.3f ms, max %.3f ms (%zu)\n",
                    opt_.label.c_str(), pct(scan_lat_, 50), pct(scan_lat_, 99), scan_lat_.back(),
@@ -123,11 +161,11 @@ class Bench {
     const double cpu = static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
                        static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
     if (opt_.tsv)
-      std::printf("%s\t%zu\t%.3f\t%.3f\t%.3f\t%.3f\t%zu\t%.3f\t%.3f\t%.1f\t%llu\t%zu\t%.3f\n",
+      std::printf("%s\t%zu\t%.3f\t%.3f\t%.3f\t%.3f\t%zu\t%.3f\t%.3f\t%.1f\t%llu\t%zu\t%.3f\t%.3f\t%.3f\t%.3f\n",
                   opt_.label.c_str(), get_lat_.size(), pct(get_lat_, 50), pct(get_lat_, 99),
                   pct(get_lat_, 99.9), get_lat_.empty() ? 0.0 : get_lat_.back(), scan_lat_.size(),
                   pct(scan_lat_, 50), pct(scan_lat_, 99), rps, static_cast<unsigned long long>(errors_),
-                  peak_conns_, cpu);
+                  peak_conns_, cpu, pct(get_sent_lat_, 50), pct(get_sent_lat_, 99), pct(get_sent_lat_, 99.9));
     std::fflush(stdout);
     return 0;
   }
@@ -154,7 +192,9 @@ class Bench {
       const bool get_first = next_get_ <= next_scan_;
       const Clock::time_point t = get_first ? next_get_ : next_scan_;
       if (t >= end_ || t > now) break;
-      Job job{get_first ? Kind::get : Kind::scan, t, {}};
+      Job job;
+      job.kind = get_first ? Kind::get : Kind::scan;
+      job.scheduled = t;
       char target[64];
       if (get_first) {
         std::snprintf(target, sizeof target, "/kv/key%08llu",
@@ -196,6 +236,7 @@ class Bench {
     } else if (conns_ < opt_.max_conns) {
       open(std::move(job));
     } else {
+      job.waited = true;
       backlog_.push_back(std::move(job));
     }
   }
@@ -220,6 +261,10 @@ class Bench {
     c->req.version(11);
     c->req.set(http::field::host, opt_.host);
     c->job = std::move(job);
+    c->job->sent = Clock::now();
+    if (c->job->kind == Kind::get)  // asks for a Server-Timing header (kvserver's server.cpp)
+      c->req.set("X-Sent-Ns", std::to_string(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                                  c->job->sent.time_since_epoch()).count()));
     http::async_write(c->sock, c->req, [this, c](boost::system::error_code ec, std::size_t) {
       if (ec) return fail(c, "write: " + ec.message());
       c->parser.emplace();
@@ -244,6 +289,14 @@ class Bench {
       if (job.scheduled >= record_from_) {
         const double ms = std::chrono::duration<double, std::milli>(now - job.scheduled).count();
         (job.kind == Kind::get ? get_lat_ : scan_lat_).push_back(ms);
+        if (job.kind == Kind::get)
+          get_sent_lat_.push_back(std::chrono::duration<double, std::milli>(now - (job.waited ? job.scheduled : job.sent)).count());
+        if (job.kind == Kind::get) {
+          Parts p{ms, std::chrono::duration<double, std::milli>(job.sent - job.scheduled).count()};
+          if (const auto st = res.find("Server-Timing"); st != res.end())
+            p.server_timed = parse_server_timing(std::string_view(st->value().data(), st->value().size()), p);
+          get_parts_.push_back(p);
+        }
       }
     }
     const bool keep = res.keep_alive();
@@ -327,6 +380,44 @@ class Bench {
   std::vector<ConnPtr> idle_;
   std::deque<Job> backlog_;
   std::vector<double> get_lat_, scan_lat_;
+  // GET latency from when the request was sent (from when it was scheduled
+  // if it had to wait for a connection): the server's latency without this
+  // client's own lateness, which on a machine it shares with the server is
+  // the scheduler's and the host's doing, not the server's.
+  std::vector<double> get_sent_lat_;
+  // Where one GET's time went: the client's part, and the server's from its
+  // Server-Timing header (see kvserver's server.cpp); the rest of total_ms is
+  // the way back (the response written, delivered, read by this client).
+  struct Parts {
+    double total_ms;
+    double late_ms;  // scheduled -> sent: this client ran late
+    bool server_timed = false;
+    double arrive_ms = 0, queue_ms = 0, run_ms = 0, resume_ms = 0;
+  };
+  std::vector<Parts> get_parts_;
+
+  // "arrive;dur=0.052, queue;dur=0.004, ..." -> p; false if a part is missing.
+  static bool parse_server_timing(std::string_view v, Parts& p) {
+    int found = 0;
+    while (!v.empty()) {
+      const std::size_t comma = v.find(',');
+      std::string_view item = v.substr(0, comma);
+      v = comma == std::string_view::npos ? std::string_view() : v.substr(comma + 1);
+      while (!item.empty() && item.front() == ' ') item.remove_prefix(1);
+      const std::size_t semi = item.find(";dur=");
+      if (semi == std::string_view::npos) continue;
+      const std::string_view name = item.substr(0, semi);
+      const std::string num(item.substr(semi + 5));
+      const double d = std::strtod(num.c_str(), nullptr);
+      double* slot = name == "arrive" ? &p.arrive_ms : name == "queue" ? &p.queue_ms
+                   : name == "run"    ? &p.run_ms    : name == "resume" ? &p.resume_ms : nullptr;
+      if (slot) {
+        *slot = d;
+        ++found;
+      }
+    }
+    return found == 4;
+  }
   std::string first_error_;
 };
 

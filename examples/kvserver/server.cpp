@@ -24,9 +24,11 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http.hpp>
+#include <charconv>
 #include <chrono>
 #include <condition_variable>
 #include <csignal>
+#include <cstdio>
 #include <cstdlib>
 #include <exception>
 #include <mutex>
@@ -161,6 +163,37 @@ auto async_run_on(net::thread_pool& tp, std::atomic<std::uint64_t>& queued, F f,
     });
   };
   return net::async_initiate<Token, void(std::exception_ptr, R)>(std::move(init), token, std::move(f));
+}
+
+// ---- Where a GET's time goes (Server-Timing) -------------------------------
+// A client that sends kSentHeader (its CLOCK_MONOTONIC send time in ns; the
+// steady clock is CLOCK_MONOTONIC, one clock for every process on the
+// machine) gets a Server-Timing header on GET /kv with four durations:
+//   arrive  its send time -> the server handed the query to where it runs
+//           (the kernel, the loop waking, reading and parsing the request)
+//   queue   handed -> the query started (waiting for a thread)
+//   run     the query itself
+//   resume  the query ended -> the loop took up its result
+// kvbench uses them to say where the slowest requests spent their time.
+constexpr std::string_view kSentHeader = "X-Sent-Ns";
+
+struct RunStamps {
+  SteadyClock::time_point start{}, end{};
+};
+
+std::string server_timing(std::string_view sent_ns, SteadyClock::time_point handed, const RunStamps& ran,
+                          SteadyClock::time_point resumed) {
+  auto ms = [](SteadyClock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); };
+  std::int64_t ns = 0;
+  const bool have_sent = std::from_chars(sent_ns.data(), sent_ns.data() + sent_ns.size(), ns).ec == std::errc{};
+  char buf[160];
+  int n = 0;
+  if (have_sent)
+    n = std::snprintf(buf, sizeof buf, "arrive;dur=%.3f, ",
+                      ms(handed - SteadyClock::time_point(std::chrono::nanoseconds(ns))));
+  std::snprintf(buf + n, sizeof buf - static_cast<std::size_t>(n), "queue;dur=%.3f, run;dur=%.3f, resume;dur=%.3f",
+                ms(ran.start - handed), ms(ran.end - ran.start), ms(resumed - ran.end));
+  return buf;
 }
 
 struct Session {
@@ -320,10 +353,24 @@ class Server {
   // ---- Handlers -----------------------------------------------------------
 
   net::awaitable<Response> get_kv(Request& req, std::string_view rest, std::string_view) {
-    auto get = [&store = store_, key = decode_key(rest)](std::stop_token) { return store.get(key); };
+    // Stamped on the thread that runs the query, read back here once it is
+    // done (its completion, posted to the loop, orders the stores first). Shared:
+    // a cancelled query may still be running when this frame is gone.
+    auto ran = std::make_shared<RunStamps>();
+    auto get = [&store = store_, key = decode_key(rest), ran](std::stop_token) {
+      ran->start = SteadyClock::now();
+      std::optional<std::string> v = store.get(key);
+      ran->end = SteadyClock::now();
+      return v;
+    };
+    const SteadyClock::time_point handed = SteadyClock::now();
     std::optional<std::string> v = co_await read(std::move(get));
-    if (!v) co_return reply(req, http::status::not_found, "not found\n");
-    co_return reply(req, http::status::ok, std::move(*v), "application/octet-stream");
+    const SteadyClock::time_point resumed = SteadyClock::now();
+    Response res = v ? reply(req, http::status::ok, std::move(*v), "application/octet-stream")
+                     : reply(req, http::status::not_found, "not found\n");
+    if (const auto sent = req.find(kSentHeader); sent != req.end())
+      res.set("Server-Timing", server_timing(sent->value(), handed, *ran, resumed));
+    co_return res;
   }
 
   net::awaitable<Response> put_kv(Request& req, std::string_view rest, std::string_view) {
@@ -385,6 +432,14 @@ class Server {
       line("pool_failed", m.failed);
       line("pool_cancelled", m.cancelled);
       line("pool_rejected", m.rejected);
+      // Where a point query's time goes on the pool (the default lane: GETs,
+      // PUTs, DELETEs), in microseconds: waiting for a thread, then running.
+      const blockpool::LaneMetrics& d = m.lanes[0];
+      auto us = [](std::chrono::nanoseconds ns) { return static_cast<std::uint64_t>(ns.count() / 1000); };
+      line("point_queue_wait_p50_us", us(d.queue_wait.percentile(50)));
+      line("point_queue_wait_p99_us", us(d.queue_wait.percentile(99)));
+      line("point_run_time_p50_us", us(d.run_time.percentile(50)));
+      line("point_run_time_p99_us", us(d.run_time.percentile(99)));
     } else if (fixed_) {
       line("pool_threads", opt_.fixed_threads);
       line("pool_peak_threads", opt_.fixed_threads);
