@@ -97,6 +97,17 @@ class BackgroundPriority {
   // Puts back what enter() saved. False when the OS refuses (an
   // unprivileged thread leaves SCHED_IDLE only within RLIMIT_NICE): the
   // thread is still at SCHED_IDLE, and must run no other task.
+  [[nodiscard]] bool leave() noexcept {
+    if (!changed_) return true;
+    changed_ = false;
+    if (sched_setscheduler(0, policy_, &param_) != 0) return false;
+    errno = 0;
+    const int nice = getpriority(PRIO_PROCESS, 0);
+    if (nice == nice_) return true;
+    return setpriority(PRIO_PROCESS, 0, nice_) == 0;
+  }
+
+ private:
   // Gives the CPU to every thread already waiting for it. Linux does not
   // reschedule when a running thread moves itself to SCHED_IDLE (its static
   // priority is unchanged), so a thread queued on this CPU before enter(),
@@ -123,17 +134,6 @@ class BackgroundPriority {
     }
   }
 
-  [[nodiscard]] bool leave() noexcept {
-    if (!changed_) return true;
-    changed_ = false;
-    if (sched_setscheduler(0, policy_, &param_) != 0) return false;
-    errno = 0;
-    const int nice = getpriority(PRIO_PROCESS, 0);
-    if (nice == nice_) return true;
-    return setpriority(PRIO_PROCESS, 0, nice_) == 0;
-  }
-
- private:
   bool changed_ = false;  // enter() moved the thread; leave() owes the move back
   int policy_ = 0;        // sched_getscheduler's result, SCHED_RESET_ON_FORK included
   sched_param param_{};
