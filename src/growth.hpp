@@ -86,15 +86,14 @@ inline std::size_t threads_to_add_on_stall(const Snapshot& s) {
   return std::min({s.queued - s.starting, s.max_threads - s.threads, std::max<std::size_t>(running, 1)});
 }
 
-// Queued tasks do start, so they are short, but the backlog still grew by
-// more than kBacklogGrowth over the interval: the workers cannot keep up with
-// the spawners. Add one thread, up to one per CPU (short tasks gain nothing
-// from more threads than CPUs, only contention).
-// Invariant: short tasks add a thread only when the backlog grew by more
-// than kBacklogGrowth in one interval, and never past one thread per CPU.
-inline constexpr std::size_t kBacklogGrowth = 64;
+// Queued tasks do start, so they are short, but the backlog still grew over
+// the interval: the workers cannot keep up with the spawners. Add one
+// thread, up to one per CPU (short tasks gain nothing from more threads than
+// CPUs, only contention).
+// Invariant: short tasks add a thread only when the backlog grew in an
+// interval, at most one per interval, and never past one thread per CPU.
 inline std::size_t threads_to_add_on_backlog(const Snapshot& s, std::size_t queued_before) {
-  if (s.queued <= queued_before + kBacklogGrowth || s.queued <= s.starting) return 0;
+  if (s.queued <= queued_before || s.queued <= s.starting) return 0;
   return s.threads < std::min(s.cpus, s.max_threads) ? 1 : 0;
 }
 

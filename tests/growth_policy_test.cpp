@@ -96,8 +96,9 @@ TEST(GrowthPolicy, StallBelievedOnlyWhenWorkersLookBlocked) {
 TEST(GrowthPolicy, BacklogGrowthAddsOneThreadUpToTheCpus) {
   Snapshot s = snap(/*queued=*/1000, /*threads=*/1, /*starting=*/0, /*idle=*/0, /*max=*/512);
   s.cpus = 2;
-  EXPECT_EQ(threads_to_add_on_backlog(s, 1000), 0u);                   // not growing
-  EXPECT_EQ(threads_to_add_on_backlog(s, 1000 - kBacklogGrowth), 0u);  // within noise
+  EXPECT_EQ(threads_to_add_on_backlog(s, 1000), 0u);  // not growing
+  EXPECT_EQ(threads_to_add_on_backlog(s, 1200), 0u);  // shrinking
+  EXPECT_EQ(threads_to_add_on_backlog(s, 999), 1u);   // growing, by any amount
   EXPECT_EQ(threads_to_add_on_backlog(s, 100), 1u);
   s.threads = 2;
   EXPECT_EQ(threads_to_add_on_backlog(s, 100), 0u);  // one per CPU already
