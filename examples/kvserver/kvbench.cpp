@@ -100,7 +100,10 @@ class Bench {
     const double rps = secs_run > 0 ? static_cast<double>(ok) / secs_run : 0.0;
     std::sort(get_lat_.begin(), get_lat_.end());
     std::sort(scan_lat_.begin(), scan_lat_.end());
-    std::sort(get_sent_lat_.begin(), get_sent_lat_.end());
+    std::vector<double> get_sent_lat;
+    get_sent_lat.reserve(get_parts_.size());
+    for (const Parts& p : get_parts_) get_sent_lat.push_back(p.from_send_ms);
+    std::sort(get_sent_lat.begin(), get_sent_lat.end());
     auto pct = [](const std::vector<double>& v, double p) {
       if (v.empty()) return 0.0;
       const auto rank = static_cast<std::size_t>(std::ceil(p / 100.0 * static_cast<double>(v.size())));
@@ -116,14 +119,14 @@ class Bench {
                  opt_.label.c_str(), pct(get_lat_, 50), pct(get_lat_, 99), pct(get_lat_, 99.9),
                  get_lat_.empty() ? 0.0 : get_lat_.back(), get_lat_.size());
     std::fprintf(stderr, "kvbench %s: GET from its send: p50 %.3f ms, p99 %.3f ms, p99.9 %.3f ms\n",
-                 opt_.label.c_str(), pct(get_sent_lat_, 50), pct(get_sent_lat_, 99), pct(get_sent_lat_, 99.9));
+                 opt_.label.c_str(), pct(get_sent_lat, 50), pct(get_sent_lat, 99), pct(get_sent_lat, 99.9));
     if (!get_parts_.empty()) {
       // Where the slowest 1% of GETs spent their time, on average: was the
       // client late, the server's loop, the pool, or the way back?
       std::sort(get_parts_.begin(), get_parts_.end(),
                 [](const Parts& a, const Parts& b) { return a.total_ms > b.total_ms; });
       const std::size_t n = std::max<std::size_t>(1, get_parts_.size() / 100);
-      Parts sum{0, 0};
+      Parts sum{0, 0, 0};
       std::size_t timed = 0;
       for (std::size_t i = 0; i < n; ++i) {
         const Parts& p = get_parts_[i];
@@ -165,7 +168,7 @@ class Bench {
                   opt_.label.c_str(), get_lat_.size(), pct(get_lat_, 50), pct(get_lat_, 99),
                   pct(get_lat_, 99.9), get_lat_.empty() ? 0.0 : get_lat_.back(), scan_lat_.size(),
                   pct(scan_lat_, 50), pct(scan_lat_, 99), rps, static_cast<unsigned long long>(errors_),
-                  peak_conns_, cpu, pct(get_sent_lat_, 50), pct(get_sent_lat_, 99), pct(get_sent_lat_, 99.9));
+                  peak_conns_, cpu, pct(get_sent_lat, 50), pct(get_sent_lat, 99), pct(get_sent_lat, 99.9));
     std::fflush(stdout);
     return 0;
   }
@@ -289,10 +292,10 @@ class Bench {
       if (job.scheduled >= record_from_) {
         const double ms = std::chrono::duration<double, std::milli>(now - job.scheduled).count();
         (job.kind == Kind::get ? get_lat_ : scan_lat_).push_back(ms);
-        if (job.kind == Kind::get)
-          get_sent_lat_.push_back(std::chrono::duration<double, std::milli>(now - (job.waited ? job.scheduled : job.sent)).count());
         if (job.kind == Kind::get) {
-          Parts p{ms, std::chrono::duration<double, std::milli>(job.sent - job.scheduled).count()};
+          const Clock::time_point from = job.waited ? job.scheduled : job.sent;
+          Parts p{ms, std::chrono::duration<double, std::milli>(job.sent - job.scheduled).count(),
+                  std::chrono::duration<double, std::milli>(now - from).count()};
           if (const auto st = res.find("Server-Timing"); st != res.end())
             p.server_timed = parse_server_timing(std::string_view(st->value().data(), st->value().size()), p);
           get_parts_.push_back(p);
@@ -380,17 +383,17 @@ class Bench {
   std::vector<ConnPtr> idle_;
   std::deque<Job> backlog_;
   std::vector<double> get_lat_, scan_lat_;
-  // GET latency from when the request was sent (from when it was scheduled
-  // if it had to wait for a connection): the server's latency without this
-  // client's own lateness, which on a machine it shares with the server is
-  // the scheduler's and the host's doing, not the server's.
-  std::vector<double> get_sent_lat_;
   // Where one GET's time went: the client's part, and the server's from its
   // Server-Timing header (see kvserver's server.cpp); the rest of total_ms is
   // the way back (the response written, delivered, read by this client).
   struct Parts {
     double total_ms;
-    double late_ms;  // scheduled -> sent: this client ran late
+    double late_ms;  // scheduled -> sent: this client ran late (or, if `waited`, no connection was free)
+    // From when it was sent (from when it was scheduled if it had to wait for
+    // a connection): the server's latency without this client's own
+    // lateness, which on a machine it shares with the server is the
+    // scheduler's and the host's doing, not the server's.
+    double from_send_ms;
     bool server_timed = false;
     double arrive_ms = 0, queue_ms = 0, run_ms = 0, resume_ms = 0;
   };
