@@ -7,11 +7,13 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <stdexcept>
 #include <cerrno>
 #include <limits>
 #include <new>
 #include <optional>
+#include <span>
 #include <string>
 #include <thread>
 
@@ -697,16 +699,16 @@ Worker* Core::pop_idle_locked() noexcept {
 }
 
 Worker* Core::pop_idle_near_locked(int cpu) noexcept {
-  Worker* w = idle_head_;
-  if (cpu >= 0) {
-    Worker* c = idle_head_;
-    for (std::size_t i = 0; c != nullptr && i < WakePolicy::kWakeScan; ++i, c = locked(c).idle_next) {
-      if (locked(c).park_cpu == cpu) {
-        w = c;
-        break;
-      }
-    }
+  if (cpu < 0) return pop_idle_locked();
+  // The candidates, most recently idle first, copied out for the policy.
+  std::array<Worker*, WakePolicy::kWakeScan> candidate{};
+  std::array<int, WakePolicy::kWakeScan> parked_on{};
+  std::size_t n = 0;
+  for (Worker* c = idle_head_; c != nullptr && n < candidate.size(); c = locked(c).idle_next, ++n) {
+    candidate[n] = c;
+    parked_on[n] = locked(c).park_cpu;
   }
+  Worker* w = candidate[WakePolicy::pick_idle(std::span<const int>(parked_on.data(), n), cpu)];
   remove_idle_locked(w);
   return w;
 }

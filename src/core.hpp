@@ -245,9 +245,9 @@ class Core final : public std::enable_shared_from_this<Core>, private Clock::Obs
   [[nodiscard]] std::uint64_t queue_depth() const noexcept;
   void push_idle_locked(Worker* w) noexcept BLOCKPOOL_REQUIRES(mu_);
   Worker* pop_idle_locked() noexcept BLOCKPOOL_REQUIRES(mu_);
-  // The idle worker to wake for work made on CPU `cpu`: among the
-  // WakePolicy::kWakeScan most recently idle, the first that parked on
-  // `cpu`, else the most recently idle. Taken off the idle list.
+  // The idle worker to wake for work made on CPU `cpu` (-1 if unknown), as
+  // WakePolicy::pick_idle picks it from the most recently idle. Taken off the
+  // idle list.
   // Precondition: idle_head_.
   Worker* pop_idle_near_locked(int cpu) noexcept BLOCKPOOL_REQUIRES(mu_);
   void remove_idle_locked(Worker* w) noexcept BLOCKPOOL_REQUIRES(mu_);

@@ -4,8 +4,8 @@
 //     leave it to the growth policy (WakePolicy::on_spawn);
 //   * on a pop with more work queued: pass the baton (WakePolicy::pass_baton);
 //   * before parking: poll or not (WakePolicy::poll_before_parking);
-//   * which idle worker a wake-up takes (kWakeScan; the walk of the idle
-//     list is Core::pop_idle_near_locked's).
+//   * which idle worker a wake-up takes (WakePolicy::pick_idle; the walk of
+//     the idle list that feeds it is Core::pop_idle_near_locked's).
 // How many threads to add, and when the controller watches, is the growth
 // policy's: src/growth.hpp. The evidence behind the constants is in
 // bench/README.md, "Evidence for the policy's constants".
@@ -35,6 +35,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstddef>
+#include <span>
 
 namespace blockpool::detail {
 
@@ -85,6 +86,22 @@ class WakePolicy {
     std::chrono::nanoseconds last_gap_ = std::chrono::nanoseconds::max();
     unsigned short_in_a_row_ = 0;
   };
+
+  // Which idle worker a wake-up for work made on CPU `cpu` (-1 if unknown)
+  // takes. `parked_on[i]`: the CPU the i-th most recently idle worker parked
+  // on (-1 if unknown); only the first kWakeScan are looked at. Returns the
+  // index of the first that parked on `cpu`, else 0 (the most recently idle:
+  // the idle list stays LIFO, so the fewest workers stay warm and the rest
+  // age out by keep_alive). A worker that parked on the waker's CPU is woken
+  // there without an inter-processor interrupt, often on a CPU that is
+  // awake. Precondition: !parked_on.empty().
+  [[nodiscard]] static std::size_t pick_idle(std::span<const int> parked_on, int cpu) noexcept {
+    if (cpu < 0) return 0;
+    const std::size_t n = std::min(parked_on.size(), kWakeScan);
+    for (std::size_t i = 0; i < n; ++i)
+      if (parked_on[i] == cpu) return i;
+    return 0;
+  }
 
   // Whether a hand-off made at `since` has outlived kHandOffTrust at `now`.
   [[nodiscard]] static bool hand_off_overdue(time_point since, time_point now) noexcept {

@@ -5,6 +5,9 @@
 
 #include <gtest/gtest.h>
 
+#include <initializer_list>
+#include <vector>
+
 using blockpool::detail::WakePolicy;
 using std::chrono::microseconds;
 using std::chrono::nanoseconds;
@@ -255,6 +258,43 @@ TEST(WakePolicy, PollEndsAfterTheWindow) {
   EXPECT_FALSE(WakePolicy::poll_over(nanoseconds(0)));
   EXPECT_FALSE(WakePolicy::poll_over(WakePolicy::kSpinWindow));
   EXPECT_TRUE(WakePolicy::poll_over(WakePolicy::kSpinWindow + nanoseconds(1)));
+}
+
+// ---- which idle worker a wake-up takes ----
+
+namespace {
+// parked_on[i]: the CPU the i-th most recently idle worker parked on.
+std::size_t pick(std::initializer_list<int> parked_on, int cpu) {
+  const std::vector<int> v(parked_on);
+  return WakePolicy::pick_idle(v, cpu);
+}
+}  // namespace
+
+TEST(WakePolicy, WakeUpTakesTheMostRecentlyIdleThatParkedOnTheWakersCpu) {
+  EXPECT_EQ(pick({kOtherCpu, kOtherCpu, kCpu, kCpu}, kCpu), 2u);  // not the later one (index 3)
+  EXPECT_EQ(pick({kCpu, kOtherCpu}, kCpu), 0u);
+}
+
+TEST(WakePolicy, WakeUpTakesTheMostRecentlyIdleWhenNoneParkedOnTheWakersCpu) {
+  // The idle list stays LIFO: not the oldest, not the last looked at.
+  EXPECT_EQ(pick({kOtherCpu, kOtherCpu, kOtherCpu}, kCpu), 0u);
+  EXPECT_EQ(pick({kOtherCpu}, kCpu), 0u);
+  // A worker whose CPU is unknown (-1) matches no waker.
+  EXPECT_EQ(pick({kOtherCpu, -1}, -1), 0u);
+}
+
+TEST(WakePolicy, WakeUpFromAnUnknownCpuTakesTheMostRecentlyIdle) {
+  EXPECT_EQ(pick({kOtherCpu, -1, kCpu}, -1), 0u);
+}
+
+TEST(WakePolicy, WakeUpLooksAtMostAtTheScanLimit) {
+  // The waker's CPU only beyond kWakeScan: the search is bounded (O(1)
+  // under the pool lock however many workers are idle).
+  std::vector<int> parked(WakePolicy::kWakeScan, kOtherCpu);
+  parked.push_back(kCpu);
+  EXPECT_EQ(WakePolicy::pick_idle(parked, kCpu), 0u);
+  parked[WakePolicy::kWakeScan - 1] = kCpu;  // the last one looked at
+  EXPECT_EQ(WakePolicy::pick_idle(parked, kCpu), WakePolicy::kWakeScan - 1);
 }
 
 // ---- the constants' invariants ----
