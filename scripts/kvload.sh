@@ -53,106 +53,106 @@ done
 
 # Builds, creates the data set, runs every mode and phase: fills $RAW.
 measure() {
-bash scripts/deps.sh build kvload
-BUILD_DIR=${BUILD_DIR:-build-kvload}
-cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release -DBLOCKPOOL_BUILD_TESTS=OFF \
-  -DBLOCKPOOL_BUILD_EXAMPLES=ON >/dev/null
-cmake --build "$BUILD_DIR" --target kvserver kvbench -j2
-BIN=$BUILD_DIR/examples/kvserver
+  bash scripts/deps.sh build kvload
+  BUILD_DIR=${BUILD_DIR:-build-kvload}
+  cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release -DBLOCKPOOL_BUILD_TESTS=OFF \
+    -DBLOCKPOOL_BUILD_EXAMPLES=ON >/dev/null
+  cmake --build "$BUILD_DIR" --target kvserver kvbench -j2
+  BIN=$BUILD_DIR/examples/kvserver
 
-mkdir -p "$OUT"
-WORK=$(mktemp -d /tmp/kvload.XXXXXX)
-trap 'rm -rf "$WORK"' EXIT
-DB=$WORK/kv.db
-"$BIN/kvserver" --db "$DB" --populate "$ROWS" >&2
-RAW=$OUT/latest.tsv
-printf 'run\tmode\tphase\tget_p50\tget_p99\tget_p999\tget_max\tscan_p50\tscan_p99\trps\terrors\tpeak_threads\tserver_cpu_s\tclient_cpu_s\tothers_cpus\texit\tget_sent_p99\n' >"$RAW"
-TCK=$(getconf CLK_TCK)
-NCPU=$(nproc)
+  mkdir -p "$OUT"
+  WORK=$(mktemp -d /tmp/kvload.XXXXXX)
+  trap 'rm -rf "$WORK"' EXIT
+  DB=$WORK/kv.db
+  "$BIN/kvserver" --db "$DB" --populate "$ROWS" >&2
+  RAW=$OUT/latest.tsv
+  printf 'run\tmode\tphase\tget_p50\tget_p99\tget_p999\tget_max\tscan_p50\tscan_p99\trps\terrors\tpeak_threads\tserver_cpu_s\tclient_cpu_s\tothers_cpus\texit\tget_sent_p99\n' >"$RAW"
+  TCK=$(getconf CLK_TCK)
+  NCPU=$(nproc)
 
-cpu_busy_total() {  # machine-wide jiffies: "busy total"
-  local _ u n s idle iow irq sirq steal
-  read -r _ u n s idle iow irq sirq steal _ </proc/stat
-  echo "$((u + n + s + irq + sirq + steal)) $((u + n + s + idle + iow + irq + sirq + steal))"
-}
+  cpu_busy_total() {  # machine-wide jiffies: "busy total"
+    local _ u n s idle iow irq sirq steal
+    read -r _ u n s idle iow irq sirq steal _ </proc/stat
+    echo "$((u + n + s + irq + sirq + steal)) $((u + n + s + idle + iow + irq + sirq + steal))"
+  }
 
-children_cpu_ticks() {  # CPU of this shell's waited-for descendants (the clients)
-  awk '{ print $16 + $17 }' "/proc/$$/stat"
-}
+  children_cpu_ticks() {  # CPU of this shell's waited-for descendants (the clients)
+    awk '{ print $16 + $17 }' "/proc/$$/stat"
+  }
 
-start_server() {  # mode -> SPID, PORT, SFD
-  # blockpool-normal: blockpool with its scans at normal CPU priority.
-  local args=(--mode "$1")
-  [[ $1 == blockpool-normal ]] && args=(--mode blockpool --scan-priority normal)
-  # shellcheck disable=SC2086 # SERVER_ARGS: words on purpose
-  exec {SFD}< <(exec "$BIN/kvserver" --db "$DB" --port 0 "${args[@]}" $SERVER_ARGS 2>>"$WORK/server.log")
-  SPID=$!
-  local line=""
-  if ! read -r -t 30 -u "$SFD" line || [[ $line != "listening on "* ]]; then
-    echo "kvload.sh: kvserver --mode $1 did not start:" >&2
-    cat "$WORK/server.log" >&2
-    exit 1
-  fi
-  PORT=${line##*:}
-}
+  start_server() {  # mode -> SPID, PORT, SFD
+    # blockpool-normal: blockpool with its scans at normal CPU priority.
+    local args=(--mode "$1")
+    [[ $1 == blockpool-normal ]] && args=(--mode blockpool --scan-priority normal)
+    # shellcheck disable=SC2086 # SERVER_ARGS: words on purpose
+    exec {SFD}< <(exec "$BIN/kvserver" --db "$DB" --port 0 "${args[@]}" $SERVER_ARGS 2>>"$WORK/server.log")
+    SPID=$!
+    local line=""
+    if ! read -r -t 30 -u "$SFD" line || [[ $line != "listening on "* ]]; then
+      echo "kvload.sh: kvserver --mode $1 did not start:" >&2
+      cat "$WORK/server.log" >&2
+      exit 1
+    fi
+    PORT=${line##*:}
+  }
 
-stop_server() {  # -> EXIT_STATUS
-  kill -TERM "$SPID"
-  EXIT_STATUS=0
-  wait "$SPID" || EXIT_STATUS=$?
-  exec {SFD}<&-
-}
+  stop_server() {  # -> EXIT_STATUS
+    kill -TERM "$SPID"
+    EXIT_STATUS=0
+    wait "$SPID" || EXIT_STATUS=$?
+    exec {SFD}<&-
+  }
 
-echo "kvload: $RUNS run(s) x modes [$MODES]; phases of ${DURATION} s at $GET_RATE GET/s," \
-  "+ $SCAN_RATE scans/s (evenly, and in bursts of $BURST), wrk ${WRK_DURATION} s; $ROWS rows" >&2
-echo "kvload: load average before: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
-phases="noscans scans"
-((BURST > 0)) && phases+=" burst"
-command -v wrk >/dev/null && phases+=" wrk"
-for ((run = 1; run <= RUNS; run++)); do
-  for mode in $MODES; do
-    for phase in $phases; do
-      start_server "$mode"
-      read -r busy0 total0 < <(cpu_busy_total)
-      kids0=$(children_cpu_ticks)
-      case $phase in
-        noscans|scans|burst)
-          args=(--port "$PORT" --duration "$DURATION" --get-rate "$GET_RATE" --keys "$ROWS"
-                --label "$mode/$phase" --tsv)
-          case $phase in
-            noscans) args+=(--scan-rate 0) ;;
-            scans) args+=(--scan-rate "$SCAN_RATE") ;;
-            burst) args+=(--scan-rate "$SCAN_RATE" --scan-burst "$BURST") ;;
-          esac
-          line=$("$BIN/kvbench" "${args[@]}" 2>>"$WORK/kvbench.log")
-          IFS=$'\t' read -r _ _ g50 g99 g999 gmax _ s50 s99 rps errors _ _ _ gs99 _ <<<"$line"
-          [[ $phase == noscans ]] && s50=- s99=-
-          ;;
-        wrk)
-          line=$(KV_KEYS=$ROWS KV_SCAN_EVERY=100 wrk -t2 -c32 -d"${WRK_DURATION}s" \
-                 -s examples/kvserver/kvload.lua "http://127.0.0.1:$PORT" 2>&1 | grep '^WRK' || true)
-          IFS=$'\t' read -r _ rps errors _ _ <<<"$line"
-          g50=- g99=- g999=- gmax=- s50=- s99=- gs99=-
-          ;;
-      esac
-      peak=$("$BIN/kvbench" --port "$PORT" --stats | awk '$1 == "pool_peak_threads" {print $2}')
-      server_cpu=$(awk -v t="$TCK" '{printf "%.3f", ($14 + $15) / t}' "/proc/$SPID/stat")
-      read -r busy1 total1 < <(cpu_busy_total)
-      client_cpu=$(awk -v a="$kids0" -v b="$(children_cpu_ticks)" -v t="$TCK" 'BEGIN { printf "%.3f", (b - a) / t }')
-      others=$(awk -v b=$((busy1 - busy0)) -v t=$((total1 - total0)) -v s="$server_cpu" \
-               -v c="$client_cpu" -v k="$TCK" -v n="$NCPU" \
-               'BEGIN { o = (b - (s + c) * k) / t * n; if (o < 0) o = 0; printf "%.2f", o }')
-      stop_server
-      printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$run" "$mode" "$phase" \
-        "$g50" "$g99" "$g999" "$gmax" "$s50" "$s99" "${rps:-0}" "${errors:-?}" "${peak:-?}" \
-        "$server_cpu" "$client_cpu" "$others" "$EXIT_STATUS" "${gs99:--}" >>"$RAW"
-      printf 'kvload: run %d %-9s %-7s GET p50 %s p99 %s p99.9 %s ms, scan p50 %s p99 %s ms, %s req/s, %s errors, peak %s threads, others used %s CPUs, exit %s\n' \
-        "$run" "$mode" "$phase" "$g50" "$g99" "$g999" "$s50" "$s99" "${rps:-0}" "${errors:-?}" \
-        "${peak:-?}" "$others" "$EXIT_STATUS" >&2
+  echo "kvload: $RUNS run(s) x modes [$MODES]; phases of ${DURATION} s at $GET_RATE GET/s," \
+    "+ $SCAN_RATE scans/s (evenly, and in bursts of $BURST), wrk ${WRK_DURATION} s; $ROWS rows" >&2
+  echo "kvload: load average before: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+  phases="noscans scans"
+  ((BURST > 0)) && phases+=" burst"
+  command -v wrk >/dev/null && phases+=" wrk"
+  for ((run = 1; run <= RUNS; run++)); do
+    for mode in $MODES; do
+      for phase in $phases; do
+        start_server "$mode"
+        read -r busy0 total0 < <(cpu_busy_total)
+        kids0=$(children_cpu_ticks)
+        case $phase in
+          noscans|scans|burst)
+            args=(--port "$PORT" --duration "$DURATION" --get-rate "$GET_RATE" --keys "$ROWS"
+                  --label "$mode/$phase" --tsv)
+            case $phase in
+              noscans) args+=(--scan-rate 0) ;;
+              scans) args+=(--scan-rate "$SCAN_RATE") ;;
+              burst) args+=(--scan-rate "$SCAN_RATE" --scan-burst "$BURST") ;;
+            esac
+            line=$("$BIN/kvbench" "${args[@]}" 2>>"$WORK/kvbench.log")
+            IFS=$'\t' read -r _ _ g50 g99 g999 gmax _ s50 s99 rps errors _ _ _ gs99 _ <<<"$line"
+            [[ $phase == noscans ]] && s50=- s99=-
+            ;;
+          wrk)
+            line=$(KV_KEYS=$ROWS KV_SCAN_EVERY=100 wrk -t2 -c32 -d"${WRK_DURATION}s" \
+                   -s examples/kvserver/kvload.lua "http://127.0.0.1:$PORT" 2>&1 | grep '^WRK' || true)
+            IFS=$'\t' read -r _ rps errors _ _ <<<"$line"
+            g50=- g99=- g999=- gmax=- s50=- s99=- gs99=-
+            ;;
+        esac
+        peak=$("$BIN/kvbench" --port "$PORT" --stats | awk '$1 == "pool_peak_threads" {print $2}')
+        server_cpu=$(awk -v t="$TCK" '{printf "%.3f", ($14 + $15) / t}' "/proc/$SPID/stat")
+        read -r busy1 total1 < <(cpu_busy_total)
+        client_cpu=$(awk -v a="$kids0" -v b="$(children_cpu_ticks)" -v t="$TCK" 'BEGIN { printf "%.3f", (b - a) / t }')
+        others=$(awk -v b=$((busy1 - busy0)) -v t=$((total1 - total0)) -v s="$server_cpu" \
+                 -v c="$client_cpu" -v k="$TCK" -v n="$NCPU" \
+                 'BEGIN { o = (b - (s + c) * k) / t * n; if (o < 0) o = 0; printf "%.2f", o }')
+        stop_server
+        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$run" "$mode" "$phase" \
+          "$g50" "$g99" "$g999" "$gmax" "$s50" "$s99" "${rps:-0}" "${errors:-?}" "${peak:-?}" \
+          "$server_cpu" "$client_cpu" "$others" "$EXIT_STATUS" "${gs99:--}" >>"$RAW"
+        printf 'kvload: run %d %-9s %-7s GET p50 %s p99 %s p99.9 %s ms, scan p50 %s p99 %s ms, %s req/s, %s errors, peak %s threads, others used %s CPUs, exit %s\n' \
+          "$run" "$mode" "$phase" "$g50" "$g99" "$g999" "$s50" "$s99" "${rps:-0}" "${errors:-?}" \
+          "${peak:-?}" "$others" "$EXIT_STATUS" >&2
+      done
     done
   done
-done
-echo "kvload: load average after: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+  echo "kvload: load average after: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 }
 
 if [[ -n $REPLOT ]]; then  # only the summary and the chart, from an earlier run's TSV
