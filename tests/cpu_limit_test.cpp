@@ -13,6 +13,11 @@ using namespace blockpool::detail::cpu_limit;
 
 namespace {
 
+// The cpu.max file of v2 cgroup `cgroup` ("/" or "/a/b").
+std::string v2_cpu_max(const std::string& cgroup) {
+  return "/sys/fs/cgroup" + (cgroup == "/" ? std::string() : cgroup) + "/cpu.max";
+}
+
 // A fake file system for quota_cpus(): path -> contents.
 struct FakeFiles {
   std::map<std::string, std::string> files;
@@ -27,6 +32,16 @@ constexpr const char* kV2Mount =
     "22 1 0:21 / /proc rw,nosuid,nodev,noexec,relatime shared:12 - proc proc rw\n"
     "30 22 0:26 / /sys/fs/cgroup rw,nosuid,nodev,noexec,relatime shared:4 - cgroup2 cgroup2 "
     "rw,nsdelegate,memory_recursiveprot\n";
+
+// A cgroup v2 host (cgroup2 mounted at /sys/fs/cgroup) with the process in
+// cgroup `cgroup`, and each given cgroup's cpu.max: {cgroup, contents}.
+FakeFiles v2_host(const std::string& cgroup, const std::map<std::string, std::string>& cpu_max = {}) {
+  FakeFiles fs;
+  fs.files["/proc/self/cgroup"] = "0::" + cgroup + "\n";
+  fs.files["/proc/self/mountinfo"] = kV2Mount;
+  for (const auto& [cg, contents] : cpu_max) fs.files[v2_cpu_max(cg)] = contents;
+  return fs;
+}
 
 }  // namespace
 
@@ -129,23 +144,17 @@ TEST(CpuLimit, FindsTheCgroupMount) {
 }
 
 TEST(CpuLimit, ContainerWithItsOwnCgroupNamespaceV2) {
-  FakeFiles fs;
-  fs.files["/proc/self/cgroup"] = "0::/\n";
-  fs.files["/proc/self/mountinfo"] = kV2Mount;
-  fs.files["/sys/fs/cgroup/cpu.max"] = "200000 100000\n";
+  const FakeFiles fs = v2_host("/", {{"/", "200000 100000\n"}});
   EXPECT_EQ(quota_cpus(fs), 2u);
   EXPECT_EQ(usable(64, quota_cpus(fs)), 2u);
 }
 
 TEST(CpuLimit, AParentQuotaBoundsTheCgroupsBelowIt) {
-  FakeFiles fs;
-  fs.files["/proc/self/cgroup"] = "0::/a/b/c\n";
-  fs.files["/proc/self/mountinfo"] = kV2Mount;
-  fs.files["/sys/fs/cgroup/a/b/c/cpu.max"] = "max 100000\n";
-  fs.files["/sys/fs/cgroup/a/b/cpu.max"] = "400000 100000\n";
-  fs.files["/sys/fs/cgroup/a/cpu.max"] = "150000 100000\n";
+  FakeFiles fs = v2_host("/a/b/c", {{"/a/b/c", "max 100000\n"},
+                                     {"/a/b", "400000 100000\n"},
+                                     {"/a", "150000 100000\n"}});
   EXPECT_EQ(quota_cpus(fs), 2u);
-  fs.files["/sys/fs/cgroup/a/b/c/cpu.max"] = "50000 100000\n";
+  fs.files[v2_cpu_max("/a/b/c")] = "50000 100000\n";
   EXPECT_EQ(quota_cpus(fs), 1u);
 }
 
@@ -156,7 +165,7 @@ TEST(CpuLimit, NoQuotaAnywhereIsNoLimit) {
   EXPECT_EQ(quota_cpus(fs), 0u);  // no mountinfo
   fs.files["/proc/self/mountinfo"] = kV2Mount;
   EXPECT_EQ(quota_cpus(fs), 0u);  // no cpu.max (cpu controller not enabled)
-  fs.files["/sys/fs/cgroup/a/cpu.max"] = "max 100000\n";
+  fs.files[v2_cpu_max("/a")] = "max 100000\n";
   EXPECT_EQ(quota_cpus(fs), 0u);
   EXPECT_EQ(usable(2, quota_cpus(fs)), 2u);
 }
