@@ -367,16 +367,10 @@ def draw_chart(outdir, chart_path, peers, med, quick, failed_keys):
         f"set output '{chart_path}'",
         f"set multiplot layout {rows},{cols} title 'blockpool vs peers — medians"
         + (" (QUICK: reduced sizes)" if quick else "") + "' font 'sans,13'",
-        "set style data histogram",
-        "set style histogram clustered gap 1",
-        "set style fill solid 0.85 border -1",
-        "set boxwidth 0.9",
-        "set logscale y",
+        *HISTOGRAM_STYLE,
         "set format y '%.0s%c'",
-        "set grid ytics",
         "set key top left font 'sans,8' samplen 1.5",
         "set xtics nomirror font 'sans,9'",
-        "set datafile missing '?'",
     ]
     for idx, (title, ylabel, series) in enumerate(panels):
         path = os.path.join(datadir, f"panel{idx}.dat")
@@ -413,7 +407,24 @@ def draw_chart(outdir, chart_path, peers, med, quick, failed_keys):
             plots.append(f"'{path}' using {i + 2}:xtic(1) title '{p}' lc rgb '{colors.get(p, '#000000')}'")
         script.append("plot " + ", \\\n     ".join(plots))
     script.append("unset multiplot")
-    gp = os.path.join(datadir, "chart.gp")
+    return run_gnuplot(os.path.join(datadir, "chart.gp"), script)
+
+
+# What this chart and matrix.py's share: clustered bars on a log scale, '?'
+# for a missing value.
+HISTOGRAM_STYLE = [
+    "set style data histogram",
+    "set style histogram clustered gap 1",
+    "set style fill solid 0.85 border -1",
+    "set boxwidth 0.9",
+    "set logscale y",
+    "set grid ytics",
+    "set datafile missing '?'",
+]
+
+
+def run_gnuplot(gp, script):
+    """Writes `script` (a list of lines) to the file `gp` and runs gnuplot on it."""
     with open(gp, "w") as f:
         f.write("\n".join(script) + "\n")
     r = subprocess.run(["gnuplot", gp], capture_output=True, text=True)

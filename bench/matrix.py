@@ -35,7 +35,7 @@ import sys
 import time
 
 sys.dont_write_bytecode = True  # no __pycache__ in bench/ for the import below
-from driver import FIXED, PEERS, fmt_ratio, human  # noqa: E402
+from driver import FIXED, HISTOGRAM_STYLE, PEERS, fmt_ratio, human, run_gnuplot  # noqa: E402
 
 # (long task ms, every how many ticks two of them are spawned): about ten long
 # tasks in flight in each (2 x 5 ms per 1 ms tick, 2 x 50 ms per 10, 2 x 500 ms
@@ -492,15 +492,9 @@ def draw_chart(outdir, chart_path, summary, quick):
         f"set output '{chart_path}'",
         f"set multiplot layout {len(panels)},1 title 'blockpool workload matrix — ratios of medians"
         + (" (QUICK: reduced sizes)" if quick else "") + "' font 'sans,13'",
-        "set style data histogram",
-        "set style histogram clustered gap 1",
-        "set style fill solid 0.85 border -1",
-        "set boxwidth 0.9",
-        "set logscale y",
-        "set grid ytics",
+        *HISTOGRAM_STYLE,
         "set key top left font 'sans,9'",
         "set xtics nomirror rotate by 30 right font 'sans,8'",
-        "set datafile missing '?'",
         "set format y '%g'",
         "set ytics (0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 1, 2, 3, 5, 10, 20, 50, 100)",
         "set bmargin 7",
@@ -527,14 +521,7 @@ def draw_chart(outdir, chart_path, summary, quick):
             f"{target} with lines dt 2 lw 2 lc rgb '#000000' title 'target {target}x'",
         ]
     script.append("unset multiplot")
-    gp = os.path.join(datadir, "matrix.gp")
-    with open(gp, "w") as f:
-        f.write("\n".join(script) + "\n")
-    r = subprocess.run(["gnuplot", gp], capture_output=True, text=True)
-    if r.returncode != 0:
-        print("gnuplot failed:\n" + r.stderr, file=sys.stderr)
-        return False
-    return True
+    return run_gnuplot(os.path.join(datadir, "matrix.gp"), script)
 
 
 if __name__ == "__main__":
