@@ -106,6 +106,7 @@ Core::Core(Config config)
     : config_(std::move(config)),
       clock_(config_.clock ? config_.clock : system_clock()),
       cpus_(usable_cpus()),
+      wake_(cpus_),
       bounded_(any_bound(config_)),
       record_latency_(config_.record_latency),
       watch_(static_cast<bool>(config_.on_slow_task)) {

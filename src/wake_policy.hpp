@@ -28,8 +28,9 @@
 //     evidently not running (its CPU was taken; on a VM, a halted vCPU), and
 //     the next spawn wakes another.
 //   * A worker polls before parking only when work arrives back to back
-//     (kSpinWindow), one at a time, and on the CPU the latest spawn came from
-//     only within a stream (kStreamGaps): see poll_before_parking.
+//     (kSpinWindow), one at a time, on the CPU the latest spawn came from
+//     only within a stream (kStreamGaps), and never in a process that may
+//     use only one CPU: see poll_before_parking.
 #pragma once
 
 #include <algorithm>
@@ -55,6 +56,9 @@ class WakePolicy {
   // A wake-up looks at most this many idle workers (most recently idle
   // first) for one that parked on the waker's CPU: O(1), LIFO order kept.
   static constexpr std::size_t kWakeScan = 8;
+
+  // `cpus`: the CPUs the process may use (affinity and quota), at least 1.
+  explicit WakePolicy(std::size_t cpus) noexcept : may_poll_(cpus > 1) {}
 
   // What a spawn, or a worker that popped a task with more queued behind it,
   // does about waking.
@@ -162,6 +166,10 @@ class WakePolicy {
 
   // Whether a worker on CPU `cpu` (-1 if unknown) that found the queue empty
   // polls it before parking:
+  //   * never when the process may use only one CPU: whoever makes the next
+  //     task (or takes this one's result) needs the CPU the poller holds, so
+  //     polling can only delay it (sched_yield() does not reliably hand the
+  //     CPU over);
   //   * only if its last idle spell was shorter than kSpinWindow: work
   //     arrives back to back (a loop doing spawn-and-await), and a parked
   //     thread costs a futex wake, often of a sleeping CPU, per task. Work
@@ -181,7 +189,7 @@ class WakePolicy {
   //     the worker polls again, and takes the stream in batches.
   [[nodiscard]] bool poll_before_parking(const IdleSpells& spells, int cpu) const noexcept {
     const bool on_spawners_cpu = cpu >= 0 && cpu == last_spawn_cpu_;
-    return spells.last_gap() < kSpinWindow && spinners_ == 0 &&
+    return may_poll_ && spells.last_gap() < kSpinWindow && spinners_ == 0 &&
            (!on_spawners_cpu || spells.short_in_a_row() >= kStreamGaps);
   }
   // A worker begins polling at `now` (spawns trust it from then), and ends.
@@ -194,6 +202,7 @@ class WakePolicy {
   [[nodiscard]] static bool poll_over(std::chrono::nanoseconds polled) noexcept { return polled > kSpinWindow; }
 
  private:
+  const bool may_poll_;       // the process may use more than one CPU
   std::size_t spinners_ = 0;  // workers polling for work before parking (at most one)
   std::size_t waking_ = 0;    // workers notified, not yet back in the loop
   // When the latest hand-off was made: a worker notified for work, or one

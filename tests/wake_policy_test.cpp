@@ -18,6 +18,7 @@ namespace {
 const time_point t0{std::chrono::seconds(100)};
 constexpr int kCpu = 1;
 constexpr int kOtherCpu = 0;
+constexpr std::size_t kCpus = 2;  // the process may use two CPUs
 
 // A value a decision reads through a callable, and how often it read it.
 template <class T>
@@ -59,7 +60,7 @@ WakePolicy::IdleSpells spells_of(nanoseconds gap, unsigned times) {
 // ---- on a spawn ----
 
 TEST(WakePolicy, WithNothingOnItsWayASpawnOrABatonWakesAnIdleWorkerStampedNow) {
-  WakePolicy p;
+  WakePolicy p(kCpus);
   Clock clock;
   for (const WakePolicy::Decision d : {spawn(p, true, clock), baton(p, true, clock)}) {
     EXPECT_EQ(d.wake, Wake::kWakeIdle);
@@ -69,7 +70,7 @@ TEST(WakePolicy, WithNothingOnItsWayASpawnOrABatonWakesAnIdleWorkerStampedNow) {
 }
 
 TEST(WakePolicy, SpawnWithNobodyIdleAndNothingOnItsWayAsksGrowthWithoutReadingTheClock) {
-  WakePolicy p;
+  WakePolicy p(kCpus);
   Clock clock;
   EXPECT_EQ(spawn(p, false, clock).wake, Wake::kAskGrowth);
   EXPECT_EQ(clock.reads, 0);
@@ -77,7 +78,7 @@ TEST(WakePolicy, SpawnWithNobodyIdleAndNothingOnItsWayAsksGrowthWithoutReadingTh
 
 TEST(WakePolicy, SpawnWhoseWorkIsAlreadyGoneWakesNobody) {
   // An abort may take the task between its push and the decision.
-  WakePolicy p;
+  WakePolicy p(kCpus);
   Clock clock;
   Work work{false};
   EXPECT_EQ(p.on_spawn(kCpu, true, work.fn(), clock.fn()).wake, Wake::kNone);
@@ -86,7 +87,7 @@ TEST(WakePolicy, SpawnWhoseWorkIsAlreadyGoneWakesNobody) {
 }
 
 TEST(WakePolicy, SpawnTrustsAWokenWorkerOnItsWay) {
-  WakePolicy p;
+  WakePolicy p(kCpus);
   p.on_wake_sent(t0);
   ASSERT_TRUE(p.on_its_way());
   Clock clock;
@@ -100,7 +101,7 @@ TEST(WakePolicy, SpawnTrustsAWokenWorkerOnItsWay) {
 }
 
 TEST(WakePolicy, SpawnTrustsAPollingWorker) {
-  WakePolicy p;
+  WakePolicy p(kCpus);
   p.begin_poll(t0);
   Clock clock;
   EXPECT_EQ(spawn(p, true, clock).wake, Wake::kNone);
@@ -109,7 +110,7 @@ TEST(WakePolicy, SpawnTrustsAPollingWorker) {
 }
 
 TEST(WakePolicy, OverdueHandOffMakesTheSpawnWakeAnother) {
-  WakePolicy p;
+  WakePolicy p(kCpus);
   p.on_wake_sent(t0);
   Clock clock;
   clock.value = t0 + WakePolicy::kHandOffTrust + nanoseconds(1);
@@ -124,7 +125,7 @@ TEST(WakePolicy, OverdueHandOffMakesTheSpawnWakeAnother) {
 TEST(WakePolicy, OverduePollerMakesTheSpawnWakeAnother) {
   // Catches begin_poll not stamping the hand-off (the epoch stamp would
   // then make the poller overdue at once: see the first check).
-  WakePolicy p;
+  WakePolicy p(kCpus);
   p.begin_poll(t0);
   Clock clock;
   clock.value = t0 + WakePolicy::kHandOffTrust;
@@ -143,7 +144,7 @@ TEST(WakePolicy, HandOffOverdueOnlyPastTheTrustPeriod) {
 // ---- when a woken worker arrives ----
 
 TEST(WakePolicy, WokenWorkerIsNoLongerOnItsWay) {
-  WakePolicy p;
+  WakePolicy p(kCpus);
   p.on_wake_sent(t0);
   p.on_woken();
   EXPECT_FALSE(p.on_its_way());
@@ -157,7 +158,7 @@ TEST(WakePolicy, WokenWorkerEndsTheTrustInOlderHandOffsStillInFlight) {
   // Two wake-ups in flight (the second because the first was overdue); the
   // second worker arrives: the first is still out, and is not trusted any
   // more. Catches on_woken not resetting the stamp.
-  WakePolicy p;
+  WakePolicy p(kCpus);
   p.on_wake_sent(t0);
   const time_point t1 = t0 + WakePolicy::kHandOffTrust + nanoseconds(1);
   p.on_wake_sent(t1);
@@ -169,7 +170,7 @@ TEST(WakePolicy, WokenWorkerEndsTheTrustInOlderHandOffsStillInFlight) {
 }
 
 TEST(WakePolicy, ShutdownWakeUpsAreOnTheirWayUntilWoken) {
-  WakePolicy p;
+  WakePolicy p(kCpus);
   p.on_shutdown_wake_sent();
   p.on_shutdown_wake_sent();
   EXPECT_TRUE(p.on_its_way());
@@ -182,7 +183,7 @@ TEST(WakePolicy, ShutdownWakeUpsAreOnTheirWayUntilWoken) {
 // ---- after a pop, with more work queued ----
 
 TEST(WakePolicy, BatonWithAWorkerOnItsWay) {
-  WakePolicy p;
+  WakePolicy p(kCpus);
   p.on_wake_sent(time_point{});  // overdue by any clock
   Clock clock;
   // An idle worker is not woken, even for an overdue hand-off: one wake-up
@@ -195,7 +196,7 @@ TEST(WakePolicy, BatonWithAWorkerOnItsWay) {
 }
 
 TEST(WakePolicy, BatonWakesNobodyWhenTheWorkIsGone) {
-  WakePolicy p;
+  WakePolicy p(kCpus);
   Clock clock;
   EXPECT_EQ(baton(p, true, clock, false).wake, Wake::kNone);
   EXPECT_EQ(clock.reads, 0);
@@ -204,7 +205,7 @@ TEST(WakePolicy, BatonWakesNobodyWhenTheWorkIsGone) {
 // ---- before parking ----
 
 TEST(WakePolicy, PollsOnlyAfterAShortIdleSpell) {
-  WakePolicy p;
+  WakePolicy p(kCpus);
   EXPECT_FALSE(p.poll_before_parking(WakePolicy::IdleSpells{}, kCpu));  // a worker's first idle spell
   EXPECT_TRUE(p.poll_before_parking(spells_of(microseconds(5), 1), kCpu));
   EXPECT_FALSE(p.poll_before_parking(spells_of(WakePolicy::kSpinWindow, 1), kCpu));
@@ -212,7 +213,7 @@ TEST(WakePolicy, PollsOnlyAfterAShortIdleSpell) {
 }
 
 TEST(WakePolicy, AtMostOneWorkerPolls) {
-  WakePolicy p;
+  WakePolicy p(kCpus);
   const auto spells = spells_of(microseconds(5), WakePolicy::kStreamGaps);
   p.begin_poll(t0);
   EXPECT_FALSE(p.poll_before_parking(spells, kCpu));
@@ -221,7 +222,7 @@ TEST(WakePolicy, AtMostOneWorkerPolls) {
 }
 
 TEST(WakePolicy, OnTheSpawnersCpuPollsOnlyWithinAStream) {
-  WakePolicy p;
+  WakePolicy p(kCpus);
   Clock clock;
   (void)spawn(p, false, clock, kCpu);  // the latest spawn came from kCpu
   const nanoseconds gap = microseconds(5);
@@ -232,10 +233,20 @@ TEST(WakePolicy, OnTheSpawnersCpuPollsOnlyWithinAStream) {
   EXPECT_TRUE(p.poll_before_parking(spells_of(gap, 1), kOtherCpu));
 }
 
+TEST(WakePolicy, NeverPollsInAProcessThatMayUseOneCpu) {
+  WakePolicy one(1);
+  WakePolicy::IdleSpells spells;
+  for (unsigned i = 0; i < WakePolicy::kStreamGaps; ++i) spells.note(nanoseconds(1));
+  EXPECT_FALSE(one.poll_before_parking(spells, kOtherCpu));
+  EXPECT_FALSE(one.poll_before_parking(spells, -1));
+  WakePolicy two(kCpus);  // the same spells poll with a second CPU
+  EXPECT_TRUE(two.poll_before_parking(spells, kOtherCpu));
+}
+
 TEST(WakePolicy, AnUnknownCpuIsNeverTheSpawners) {
   // Catches dropping the `cpu >= 0` test: both CPUs unknown (-1) would
   // match, and the worker would park on every short spell.
-  WakePolicy p;
+  WakePolicy p(kCpus);
   Clock clock;
   (void)spawn(p, false, clock, -1);
   EXPECT_TRUE(p.poll_before_parking(spells_of(microseconds(5), 1), -1));
