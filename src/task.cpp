@@ -84,7 +84,11 @@ bool spin_until_final(const std::atomic<std::uint32_t>& state) noexcept {
 }  // namespace
 
 void TaskBase::wait() noexcept {
-  if (!spin_until_final(state_)) (void)sleep_until_final(kNoDeadline);
+  // Polling pays only if the task can end meanwhile: when the process may
+  // use one CPU, the thread that runs the task needs the one the poller
+  // holds (as for a worker's poll, WakePolicy::poll_before_parking).
+  static const bool may_poll = usable_cpus() > 1;
+  if (!may_poll || !spin_until_final(state_)) (void)sleep_until_final(kNoDeadline);
 }
 
 bool TaskBase::wait_until_ns(std::int64_t steady_deadline_ns) noexcept {
