@@ -18,11 +18,18 @@
 //     blocks); a thread whose list is empty takes a batch from the shelf.
 // So the blocks a worker frees come back to the spawners in batches.
 //
-// Bounds: the shelf holds at most kMaxBatches batches per class (256 KiB and
-// 512 KiB); beyond that blocks go back to operator delete. A thread's own
-// lists hold at most 2 * kBatch blocks per class and are handed to the shelf
-// (or freed) when the thread exits, so a pool's retiring threads take no
-// memory with them and a burst leaves at most the shelf's bound behind.
+// Bounds: the shelf holds at most kBusyBatches batches per class (16 MiB and
+// 32 MiB); beyond that blocks go back to operator delete. While tasks are
+// spawned faster than they end, blocks pile up in the queue and come back in
+// waves; a shelf that can hold a wave hands the whole of it back to the
+// spawners, where operator delete would return most of it to glibc, whose
+// frees into another thread's arena and fresh pages cost more than the rest
+// of a spawn. Once a pool thread retires for idleness (keep_alive), the
+// process is no longer busy: trim_task_block_cache() gives back every batch
+// beyond kIdleBatches (256 KiB and 512 KiB), which is what stays for good. A
+// thread's own lists hold at most 2 * kBatch blocks per class and are handed
+// to the shelf (or freed) when the thread exits, so a pool's retiring
+// threads take no memory with them.
 //
 // Memory ordering: a block moves between threads only through the shelf's
 // mutex (or through the task's own reference count, before it is freed), so
@@ -58,7 +65,11 @@ constexpr std::size_t kClasses = 2;
 // and 256 bytes: 128 is also the largest chunk glibc keeps on its fast bins.
 constexpr std::size_t kClassSize[kClasses] = {120, 248};
 constexpr unsigned kBatch = 32;
-constexpr unsigned kMaxBatches = 64;
+// What the shelf keeps once the process has been idle (see Bounds above).
+constexpr unsigned kIdleBatches = 64;
+// What it may hold while busy: a wave of 131,072 blocks a class.
+constexpr unsigned kBusyBatches = 4096;
+static_assert(kIdleBatches <= kBusyBatches);
 
 struct FreeBlock {
   FreeBlock* next;
@@ -71,9 +82,12 @@ std::atomic<bool> g_enabled{BLOCKPOOL_BLOCK_CACHE_DEFAULT};
 
 // The process-wide shelf. Never destroyed: pool threads may free blocks while
 // static objects are being destroyed at exit.
+// The batches are kept in arrays, not linked through their blocks: taking
+// one then reads no block under the lock (a block freed on another CPU is
+// cold here, and a miss would lengthen every critical section).
 struct Shelf {
   Mutex mu;
-  FreeBlock* batches[kClasses][kMaxBatches] BLOCKPOOL_GUARDED_BY(mu) = {};
+  FreeBlock* batches[kClasses][kBusyBatches] BLOCKPOOL_GUARDED_BY(mu) = {};  // a stack per class
   unsigned count[kClasses] BLOCKPOOL_GUARDED_BY(mu) = {};
 };
 Shelf& shelf() {
@@ -105,7 +119,7 @@ void shelve(std::size_t k, FreeBlock* batch) noexcept {
   {
     Shelf& s = shelf();
     MutexGuard lk(s.mu);
-    if (s.count[k] < kMaxBatches) {
+    if (s.count[k] < kBusyBatches) {
       s.batches[k][s.count[k]++] = batch;
       return;
     }
@@ -208,6 +222,33 @@ void free_task_block(void* p, std::size_t n) noexcept {
   // Keep the most recently freed kBatch (warm in this cache), shelve the rest.
   t->count[k] = kBatch;
   shelve(k, split_after_batch(b));
+}
+
+void trim_task_block_cache() noexcept {
+  // The batches beyond kIdleBatches, a few at a time: moved out under the
+  // lock, freed after it (the caller's stack may be small).
+  constexpr unsigned kChunk = 16;
+  for (std::size_t k = 0; k < kClasses; ++k) {
+    for (;;) {
+      FreeBlock* spare[kChunk];
+      unsigned n = 0;
+      {
+        Shelf& s = shelf();
+        MutexGuard lk(s.mu);
+        while (n < kChunk && s.count[k] > kIdleBatches) spare[n++] = s.batches[k][--s.count[k]];
+      }
+      if (n == 0) break;
+      for (unsigned i = 0; i < n; ++i) delete_chain(spare[i]);
+    }
+  }
+}
+
+std::size_t task_block_cache_shelved() noexcept {
+  Shelf& s = shelf();
+  MutexGuard lk(s.mu);
+  std::size_t n = 0;
+  for (std::size_t k = 0; k < kClasses; ++k) n += std::size_t{s.count[k]} * kBatch;
+  return n;
 }
 
 }  // namespace blockpool::detail

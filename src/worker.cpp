@@ -182,6 +182,8 @@ void Core::run_worker(Worker* w) noexcept {
   // Set when a background task left this thread at SCHED_IDLE: it takes no
   // other task and exits (LaneOptions::background).
   bool stuck_in_background = false;
+  // Set when this thread leaves because it stayed idle for keep_alive.
+  bool retired_idle = false;
   for (;;) {
     if (TaskBase* t = stuck_in_background ? nullptr : pop_locked()) {
       TaskBase* finished = locked(w).current;
@@ -340,11 +342,15 @@ void Core::run_worker(Worker* w) noexcept {
     }
     if (retire) {
       m_.threads_retired.fetch_add(1, kRelaxed);
+      retired_idle = true;
       break;
     }
   }
 
   lk.unlock();
+  // Idle for keep_alive: the process is no longer spawning in waves, so the
+  // free blocks kept for the next wave go back (src/block_cache.cpp).
+  if (retired_idle) trim_task_block_cache();
   run_hook(config_.on_thread_stop, m_.hook_errors);
   lk.lock();
   Worker::Locked& wl = locked(w);

@@ -21,6 +21,7 @@ set(BLOCKPOOL_CORE_TESTS
   admission
   latency
   background_lane
+  block_cache
 )
 foreach(t IN LISTS BLOCKPOOL_CORE_TESTS)
   blockpool_add_test(${t}_test SOURCES ${t}_test.cpp TIMEOUT 120 LABELS core)

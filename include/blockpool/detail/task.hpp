@@ -56,6 +56,11 @@ class Core;
 // std::bad_alloc like operator new.
 void* allocate_task_block(std::size_t n);
 void free_task_block(void* p, std::size_t n) noexcept;
+// Gives back what the process-wide shelf of free blocks holds beyond what it
+// keeps when idle (a pool thread calls it when it retires for idleness).
+void trim_task_block_cache() noexcept;
+// Blocks on the shelf now (for tests).
+std::size_t task_block_cache_shelved() noexcept;
 
 enum TaskState : std::uint32_t {
   kQueued = 0,
