@@ -25,8 +25,10 @@
 // spawners, where operator delete would return most of it to glibc, whose
 // frees into another thread's arena and fresh pages cost more than the rest
 // of a spawn. Once a pool thread retires for idleness (keep_alive), the
-// process is no longer busy: trim_task_block_cache() gives back every batch
-// beyond kIdleBatches (256 KiB and 512 KiB), which is what stays for good. A
+// process is taken to be no longer busy: trim_task_block_cache() gives back
+// every batch beyond kIdleBatches (256 KiB and 512 KiB), which is what stays
+// for good. (With several pools, another pool's retiring thread may trim a
+// busy pool's wave: that costs it allocations, never correctness.) A
 // thread's own lists hold at most 2 * kBatch blocks per class and are handed
 // to the shelf (or freed) when the thread exits, so a pool's retiring
 // threads take no memory with them.
