@@ -1,13 +1,18 @@
 #!/usr/bin/env python3
-"""Prints the README's every-peer table from a full run's TSV.
+"""Prints the README's tables from a run's results.
 
     python3 bench/readme_table.py [bench/results/latest.tsv]
+    python3 bench/readme_table.py --matrix [bench/results/matrix.json]
 
-One row per peer, one column per scenario's headline metric (medians), the
-best of each column in bold. Paste the output into README.md's
-"Performance" section after a full `bench/run.sh` on a quiet machine.
+The first: one row per peer, one column per scenario's headline metric
+(medians), the best of each column in bold, from a full `bench/run.sh`.
+The second: the workload matrix's summary, one row per cell variant, with
+blockpool's figure and its ratio to the target's reference on both CPUs and
+pinned to one, from `bench/run.sh --matrix`. Paste either into README.md's
+"Performance" section after a run on a quiet machine.
 """
 import csv
+import json
 import sys
 
 PEERS = [
@@ -51,7 +56,51 @@ COLUMNS = [
 ]
 
 
+def matrix_table(path):
+    """The matrix summary: per variant, blockpool and its ratio to the target's reference."""
+    with open(path) as f:
+        cells = json.load(f)["cells"]
+    # family -> (the ratio's reference, the cell's ratio field, target, whether the ratio must be at most it)
+    refs = {
+        "paced": ("Tokio", "vs_tokio", 0.3, True),
+        "contended": ("best fixed pool", "vs_best_fixed", 1.0, False),
+        "roundtrip": ("best peer", "vs_best", 1.0, True),
+    }
+    fmt = {"us": us, "tasks/s": lambda v: rate(v) + "/s"}
+    rows = {}
+    for c in cells:
+        rows.setdefault((c["family"], c["variant"]), {})[c["cpu"]] = c
+    print("| cell | blockpool, both CPUs | ratio | blockpool, pinned to one | ratio | target |")
+    print("| --- | ---: | ---: | ---: | ---: | --- |")
+    met = total = 0
+    for (family, variant), by_cpu in rows.items():
+        ref, field, target, at_most = refs[family]
+        out = []
+        for cpu in ("both", "pinned"):
+            c = by_cpu.get(cpu)
+            r = c.get(field) if c else None
+            if c is None or r is None:
+                out += ["–", "–"]
+                continue
+            ok = r <= target if at_most else r >= target
+            # The paced target also asks for fewer threads and less CPU than Tokio.
+            if family == "paced":
+                ok = ok and c["threads"] < c["tokio_threads"] and c["cpu_s"] < c["tokio_cpu_s"]
+            met, total = met + ok, total + 1
+            vs = c["best_peer"] if field == "vs_best" else c.get("best_fixed_peer", "") if field == "vs_best_fixed" else ""
+            # A miss that rounds to the target shows one more digit.
+            text = f"{r:.2f}" if ok or f"{r:.2f}" != f"{target:.2f}" else f"{r:.3f}"
+            out += [fmt[c["unit"]](c["blockpool"]), f"{'' if ok else '**'}{text}x{'' if ok else '**'}"
+                    + (f" {vs}" if vs else "")]
+        label = f"{family}: {variant}"
+        print(f"| {label} | " + " | ".join(out) + f" | {'≤' if at_most else '≥'} {target:g}x {ref} |")
+    print(f"\nTargets met in {met} of {total} cells; misses in bold.")
+    return 0
+
+
 def main() -> int:
+    if len(sys.argv) > 1 and sys.argv[1] == "--matrix":
+        return matrix_table(sys.argv[2] if len(sys.argv) > 2 else "bench/results/matrix.json")
     path = sys.argv[1] if len(sys.argv) > 1 else "bench/results/latest.tsv"
     med = {}
     with open(path, newline="") as f:
